@@ -1,0 +1,236 @@
+//! Content digests (`algorithm:hex`) and the streaming hasher that produces them.
+
+use std::fmt;
+use std::str::FromStr;
+
+use sha2::Digest as _;
+
+/// A digest algorithm Berth accepts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Algorithm {
+    /// `sha256`, 64 hex characters.
+    Sha256,
+    /// `sha512`, 128 hex characters.
+    Sha512,
+}
+
+impl Algorithm {
+    /// The algorithm's name as it appears in a digest string.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Algorithm::Sha256 => "sha256",
+            Algorithm::Sha512 => "sha512",
+        }
+    }
+
+    fn hex_len(self) -> usize {
+        match self {
+            Algorithm::Sha256 => 64,
+            Algorithm::Sha512 => 128,
+        }
+    }
+}
+
+/// Why a digest string was rejected.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DigestError {
+    /// No `:` separator.
+    #[error("digest must have the form algorithm:hex")]
+    Malformed,
+    /// The algorithm is not sha256 or sha512.
+    #[error("unsupported digest algorithm {0:?}")]
+    UnsupportedAlgorithm(String),
+    /// The encoded part has the wrong length or is not lowercase hex.
+    #[error("digest hex must be {0} lowercase hex characters")]
+    BadHex(usize),
+}
+
+/// A validated content digest such as `sha256:e3b0…`.
+///
+/// The inner string is always `<alg>:<lowercase hex of the right length>`, so it is safe to use in
+/// storage keys and URLs without further escaping.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Digest {
+    alg: Algorithm,
+    text: String,
+}
+
+impl Digest {
+    /// Parses and validates a digest string.
+    pub fn parse(s: &str) -> Result<Self, DigestError> {
+        let (alg, hex) = s.split_once(':').ok_or(DigestError::Malformed)?;
+        let alg = match alg {
+            "sha256" => Algorithm::Sha256,
+            "sha512" => Algorithm::Sha512,
+            other => return Err(DigestError::UnsupportedAlgorithm(other.to_string())),
+        };
+        let ok = hex.len() == alg.hex_len()
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        if !ok {
+            return Err(DigestError::BadHex(alg.hex_len()));
+        }
+        Ok(Digest {
+            alg,
+            text: s.to_string(),
+        })
+    }
+
+    /// The sha256 digest of `data`.
+    pub fn sha256_of(data: &[u8]) -> Self {
+        let mut h = Hasher::new(Algorithm::Sha256);
+        h.update(data);
+        h.finish()
+    }
+
+    /// The digest of `data` with the given algorithm.
+    pub fn of(alg: Algorithm, data: &[u8]) -> Self {
+        let mut h = Hasher::new(alg);
+        h.update(data);
+        h.finish()
+    }
+
+    /// The algorithm.
+    pub fn algorithm(&self) -> Algorithm {
+        self.alg
+    }
+
+    /// The lowercase hex part after the colon.
+    pub fn hex(&self) -> &str {
+        &self.text[self.alg.as_str().len() + 1..]
+    }
+
+    /// The whole digest string.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+}
+
+impl fmt::Display for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl fmt::Debug for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Digest({})", self.text)
+    }
+}
+
+impl FromStr for Digest {
+    type Err = DigestError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Digest::parse(s)
+    }
+}
+
+impl serde::Serialize for Digest {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.text)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Digest {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        Digest::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Incremental hasher for either algorithm; feed it chunks as they stream past.
+#[derive(Clone)]
+pub enum Hasher {
+    /// SHA-256 state (uses the CPU's SHA extensions when present).
+    Sha256(sha2::Sha256),
+    /// SHA-512 state.
+    Sha512(sha2::Sha512),
+}
+
+impl Hasher {
+    /// A fresh hasher.
+    pub fn new(alg: Algorithm) -> Self {
+        match alg {
+            Algorithm::Sha256 => Hasher::Sha256(sha2::Sha256::new()),
+            Algorithm::Sha512 => Hasher::Sha512(sha2::Sha512::new()),
+        }
+    }
+
+    /// The algorithm this hasher computes.
+    pub fn algorithm(&self) -> Algorithm {
+        match self {
+            Hasher::Sha256(_) => Algorithm::Sha256,
+            Hasher::Sha512(_) => Algorithm::Sha512,
+        }
+    }
+
+    /// Feeds bytes.
+    pub fn update(&mut self, data: &[u8]) {
+        match self {
+            Hasher::Sha256(h) => h.update(data),
+            Hasher::Sha512(h) => h.update(data),
+        }
+    }
+
+    /// The digest of everything fed so far.
+    pub fn finish(self) -> Digest {
+        let (alg, hex) = match self {
+            Hasher::Sha256(h) => (Algorithm::Sha256, hex::encode(h.finalize())),
+            Hasher::Sha512(h) => (Algorithm::Sha512, hex::encode(h.finalize())),
+        };
+        Digest {
+            alg,
+            text: format!("{}:{hex}", alg.as_str()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EMPTY: &str = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+    #[test]
+    fn parses_valid_digests() {
+        let d = Digest::parse(EMPTY).unwrap();
+        assert_eq!(d.algorithm(), Algorithm::Sha256);
+        assert_eq!(d.hex().len(), 64);
+        assert_eq!(d.to_string(), EMPTY);
+        let long = format!("sha512:{}", "a".repeat(128));
+        assert_eq!(Digest::parse(&long).unwrap().algorithm(), Algorithm::Sha512);
+    }
+
+    #[test]
+    fn rejects_bad_digests() {
+        let cases = [
+            ("", DigestError::Malformed),
+            ("sha256", DigestError::Malformed),
+            ("md5:abcd", DigestError::UnsupportedAlgorithm("md5".into())),
+            ("sha256:abc", DigestError::BadHex(64)),
+            (
+                &EMPTY.to_uppercase().replace("SHA256", "sha256"),
+                DigestError::BadHex(64),
+            ),
+            ("sha256:../../../../etc/passwd", DigestError::BadHex(64)),
+            ("sha512:abcd", DigestError::BadHex(128)),
+        ];
+        for (input, want) in cases {
+            assert_eq!(Digest::parse(input).unwrap_err(), want, "{input}");
+        }
+        let non_hex = format!("sha256:{}", "g".repeat(64));
+        assert!(Digest::parse(&non_hex).is_err());
+    }
+
+    #[test]
+    fn hasher_matches_known_values() {
+        assert_eq!(Digest::sha256_of(b"").as_str(), EMPTY);
+        let mut h = Hasher::new(Algorithm::Sha256);
+        h.update(b"hello ");
+        h.update(b"world");
+        assert_eq!(h.finish(), Digest::sha256_of(b"hello world"));
+        let d = Digest::of(Algorithm::Sha512, b"");
+        assert!(d.as_str().starts_with("sha512:cf83e135"));
+    }
+}

@@ -15,7 +15,9 @@ mod error;
 pub mod manifest;
 pub mod media;
 mod name;
+mod upload;
 
 pub use digest::{Algorithm, Digest, DigestError, Hasher};
 pub use error::ErrorCode;
 pub use name::{NameError, Reference, RepoName, Tag};
+pub use upload::UploadId;

@@ -1,0 +1,133 @@
+//! Blob storage for Berth.
+//!
+//! Design decision: storage knows bytes and keys, nothing else. It never parses manifests or decides
+//! what a repository contains (that is the metadata store's job); it stores content-addressed blob
+//! bytes and in-progress upload bytes. The interface is split into small role traits, as in
+//! Distribution's storage drivers, so a wrapper (metrics, tracing) or a new backend (S3) implements
+//! exactly what it must:
+//!
+//! * [`BlobRead`]: `stat` and ranged `read` as a stream;
+//! * [`BlobWrite`]: small atomic `put` and `delete`, `list` by prefix;
+//! * [`UploadStore`]: resumable uploads — create, append at an offset (streamed), size, commit
+//!   atomically to a final key, abort.
+//!
+//! [`Backend`] is the sum of the three and is what the registry holds (`Arc<dyn Backend>`).
+//! Every key is built in [`layout`]; nothing else formats storage paths.
+//!
+//! Hashing is not done here: the registry hashes the byte stream while it passes to
+//! [`UploadStore::upload_append`], so any backend gets digest verification for free.
+
+pub mod fs;
+pub mod layout;
+#[cfg(any(test, feature = "suite"))]
+pub mod suite;
+
+use std::io;
+use std::pin::Pin;
+
+use async_trait::async_trait;
+use berth_oci::UploadId;
+use bytes::Bytes;
+use futures::Stream;
+
+pub use layout::Key;
+
+/// A stream of byte chunks, as read from or written to a backend.
+pub type ByteStream = Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send>>;
+
+/// Storage failures. `NotFound` and `OffsetMismatch` are expected outcomes the caller maps to OCI
+/// errors; the others are server-side failures.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// The key or upload does not exist.
+    #[error("not found")]
+    NotFound,
+    /// An append started at an offset other than the upload's current size.
+    #[error("upload offset mismatch: upload has {current} bytes, append starts at {requested}")]
+    OffsetMismatch {
+        /// Bytes the upload holds now.
+        current: u64,
+        /// Offset the caller asked to write at.
+        requested: u64,
+    },
+    /// A read range starts at or beyond the end of the object.
+    #[error("range not satisfiable for object of {size} bytes")]
+    RangeNotSatisfiable {
+        /// Object size.
+        size: u64,
+    },
+    /// The byte stream handed to `upload_append` failed (client disconnect, body limit).
+    #[error("input stream failed: {0}")]
+    Input(io::Error),
+    /// The backend failed (disk error, network error to S3, …).
+    #[error("storage backend error: {0}")]
+    Backend(#[from] io::Error),
+}
+
+/// Result alias for storage operations.
+pub type Result<T> = std::result::Result<T, StorageError>;
+
+/// A half-open byte range `[start, end)` of an object; `end = None` means "to the end".
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ByteRange {
+    /// First byte.
+    pub start: u64,
+    /// One past the last byte, or none for the object's end.
+    pub end: Option<u64>,
+}
+
+/// Reading committed objects.
+#[async_trait]
+pub trait BlobRead: Send + Sync {
+    /// Size of the object at `key`, or `None` when absent.
+    async fn stat(&self, key: &Key) -> Result<Option<u64>>;
+
+    /// Streams the object (or the range of it). `NotFound` when absent; `RangeNotSatisfiable` when
+    /// `range.start >= size` (an `end` past the size is clamped).
+    async fn read(&self, key: &Key, range: Option<ByteRange>) -> Result<ByteStream>;
+}
+
+/// Writing and removing small committed objects.
+#[async_trait]
+pub trait BlobWrite: Send + Sync {
+    /// Writes `data` at `key` atomically and durably (readers see the old object or the new one).
+    async fn put(&self, key: &Key, data: Bytes) -> Result<()>;
+
+    /// Deletes the object; `Ok(false)` when it did not exist.
+    async fn delete(&self, key: &Key) -> Result<bool>;
+
+    /// Keys under `prefix` (a key-string prefix), in lexical order.
+    async fn list(&self, prefix: &str) -> Result<Vec<Key>>;
+}
+
+/// Resumable upload sessions whose bytes become an object only at commit.
+#[async_trait]
+pub trait UploadStore: Send + Sync {
+    /// Starts an empty upload. Creating an id that exists is an error (`Backend`).
+    async fn upload_create(&self, id: &UploadId) -> Result<()>;
+
+    /// Bytes received so far, or `None` for an unknown upload.
+    async fn upload_size(&self, id: &UploadId) -> Result<Option<u64>>;
+
+    /// Appends the stream at `offset`, which must equal the current size (`OffsetMismatch`
+    /// otherwise, nothing written). Returns the new size. If the stream fails midway the error is
+    /// `Input` and whatever bytes were durably appended stay; `upload_size` tells how many.
+    async fn upload_append(&self, id: &UploadId, offset: u64, data: ByteStream) -> Result<u64>;
+
+    /// Makes the upload's bytes the object at `dest`, atomically and durably, and removes the
+    /// upload. Readers never see a partial object at `dest`.
+    async fn upload_commit(&self, id: &UploadId, dest: &Key) -> Result<()>;
+
+    /// Discards the upload. `Ok(false)` when it did not exist.
+    async fn upload_abort(&self, id: &UploadId) -> Result<bool>;
+
+    /// Smallest non-final chunk the backend can accept (S3 multipart: 5 MiB). `None`: any size.
+    fn min_chunk_len(&self) -> Option<u64> {
+        None
+    }
+}
+
+/// Everything a registry needs from blob storage.
+pub trait Backend: BlobRead + BlobWrite + UploadStore {}
+
+impl<T: BlobRead + BlobWrite + UploadStore> Backend for T {}

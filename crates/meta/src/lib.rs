@@ -78,6 +78,9 @@ pub struct UploadSession {
     pub repo: RepoName,
     /// Unix seconds when the session started (for purging stale sessions).
     pub started_at: i64,
+    /// Opaque resumable-hash state after the last completed append (it encodes the byte count).
+    /// Empty for a session that has received nothing yet.
+    pub hash_state: Vec<u8>,
 }
 
 /// Domain operations on registry metadata. Each call is atomic.
@@ -130,6 +133,9 @@ pub trait MetaStore: Send + Sync {
 
     /// Looks up an upload session.
     async fn get_upload(&self, id: &UploadId) -> Result<Option<UploadSession>>;
+
+    /// Replaces the session's `hash_state` after a completed append; `false` if the session is absent.
+    async fn update_upload(&self, id: &UploadId, hash_state: &[u8]) -> Result<bool>;
 
     /// Forgets an upload session; `false` if absent.
     async fn delete_upload(&self, id: &UploadId) -> Result<bool>;

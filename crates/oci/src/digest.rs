@@ -3,6 +3,7 @@
 use std::fmt;
 use std::str::FromStr;
 
+use sha2::digest::common::hazmat::SerializableState;
 use sha2::Digest as _;
 
 /// A digest algorithm Berth accepts.
@@ -139,50 +140,93 @@ impl<'de> serde::Deserialize<'de> for Digest {
     }
 }
 
-/// Incremental hasher for either algorithm; feed it chunks as they stream past.
+/// Incremental, resumable hasher for either algorithm; feed it chunks as they stream past.
+///
+/// Its state serialises to a few hundred bytes ([`Hasher::to_state`]) so an upload session can be
+/// continued after a restart or on another replica without re-reading the bytes received so far.
 #[derive(Clone)]
-pub enum Hasher {
-    /// SHA-256 state (uses the CPU's SHA extensions when present).
+pub struct Hasher {
+    inner: Inner,
+    len: u64,
+}
+
+#[derive(Clone)]
+enum Inner {
     Sha256(sha2::Sha256),
-    /// SHA-512 state.
     Sha512(sha2::Sha512),
 }
 
 impl Hasher {
     /// A fresh hasher.
     pub fn new(alg: Algorithm) -> Self {
-        match alg {
-            Algorithm::Sha256 => Hasher::Sha256(sha2::Sha256::new()),
-            Algorithm::Sha512 => Hasher::Sha512(sha2::Sha512::new()),
-        }
+        let inner = match alg {
+            Algorithm::Sha256 => Inner::Sha256(sha2::Sha256::new()),
+            Algorithm::Sha512 => Inner::Sha512(sha2::Sha512::new()),
+        };
+        Hasher { inner, len: 0 }
     }
 
     /// The algorithm this hasher computes.
     pub fn algorithm(&self) -> Algorithm {
-        match self {
-            Hasher::Sha256(_) => Algorithm::Sha256,
-            Hasher::Sha512(_) => Algorithm::Sha512,
+        match self.inner {
+            Inner::Sha256(_) => Algorithm::Sha256,
+            Inner::Sha512(_) => Algorithm::Sha512,
         }
+    }
+
+    /// Number of bytes fed so far.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether nothing has been fed yet.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
     }
 
     /// Feeds bytes.
     pub fn update(&mut self, data: &[u8]) {
-        match self {
-            Hasher::Sha256(h) => h.update(data),
-            Hasher::Sha512(h) => h.update(data),
+        self.len += data.len() as u64;
+        match &mut self.inner {
+            Inner::Sha256(h) => h.update(data),
+            Inner::Sha512(h) => h.update(data),
         }
     }
 
     /// The digest of everything fed so far.
     pub fn finish(self) -> Digest {
-        let (alg, hex) = match self {
-            Hasher::Sha256(h) => (Algorithm::Sha256, hex::encode(h.finalize())),
-            Hasher::Sha512(h) => (Algorithm::Sha512, hex::encode(h.finalize())),
+        let alg = self.algorithm();
+        let hex = match self.inner {
+            Inner::Sha256(h) => hex::encode(h.finalize()),
+            Inner::Sha512(h) => hex::encode(h.finalize()),
         };
-        Digest {
-            alg,
-            text: format!("{}:{hex}", alg.as_str()),
-        }
+        Digest { alg, text: format!("{}:{hex}", alg.as_str()) }
+    }
+
+    /// Serialises the state: algorithm tag, byte count, then the hash core state.
+    pub fn to_state(&self) -> Vec<u8> {
+        let (tag, core) = match &self.inner {
+            Inner::Sha256(h) => (1u8, h.serialize().to_vec()),
+            Inner::Sha512(h) => (2u8, h.serialize().to_vec()),
+        };
+        let mut out = Vec::with_capacity(9 + core.len());
+        out.push(tag);
+        out.extend_from_slice(&self.len.to_be_bytes());
+        out.extend_from_slice(&core);
+        out
+    }
+
+    /// Restores a state written by [`Hasher::to_state`]; `None` if it is corrupt.
+    pub fn from_state(state: &[u8]) -> Option<Self> {
+        let (&tag, rest) = state.split_first()?;
+        let (len, core) = rest.split_at_checked(8)?;
+        let len = u64::from_be_bytes(len.try_into().ok()?);
+        let inner = match tag {
+            1 => Inner::Sha256(sha2::Sha256::deserialize(core.try_into().ok()?).ok()?),
+            2 => Inner::Sha512(sha2::Sha512::deserialize(core.try_into().ok()?).ok()?),
+            _ => return None,
+        };
+        Some(Hasher { inner, len })
     }
 }
 
@@ -232,5 +276,24 @@ mod tests {
         assert_eq!(h.finish(), Digest::sha256_of(b"hello world"));
         let d = Digest::of(Algorithm::Sha512, b"");
         assert!(d.as_str().starts_with("sha512:cf83e135"));
+    }
+
+    #[test]
+    fn state_round_trips_at_any_split() {
+        let data: Vec<u8> = (0..10_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        for alg in [Algorithm::Sha256, Algorithm::Sha512] {
+            let want = Digest::of(alg, &data);
+            for split in [0, 1, 63, 64, 65, 127, 128, 129, 5000, 10_000] {
+                let mut h = Hasher::new(alg);
+                h.update(&data[..split]);
+                let mut r = Hasher::from_state(&h.to_state()).unwrap();
+                assert_eq!(r.len(), split as u64);
+                r.update(&data[split..]);
+                assert_eq!(r.finish(), want, "{alg:?} split {split}");
+            }
+        }
+        assert!(Hasher::from_state(&[]).is_none());
+        assert!(Hasher::from_state(&[1, 0, 0]).is_none());
+        assert!(Hasher::from_state(&[9; 200]).is_none());
     }
 }

@@ -114,6 +114,10 @@ pub trait UploadStore: Send + Sync {
     /// `Input` and whatever bytes were durably appended stay; `upload_size` tells how many.
     async fn upload_append(&self, id: &UploadId, offset: u64, data: ByteStream) -> Result<u64>;
 
+    /// Streams the bytes received so far (used to re-hash an upload whose final digest uses another
+    /// algorithm than the one hashed while streaming). `NotFound` for an unknown upload.
+    async fn upload_read(&self, id: &UploadId) -> Result<ByteStream>;
+
     /// Makes the upload's bytes the object at `dest`, atomically and durably, and removes the
     /// upload. Readers never see a partial object at `dest`.
     async fn upload_commit(&self, id: &UploadId, dest: &Key) -> Result<()>;

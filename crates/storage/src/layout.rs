@@ -30,7 +30,11 @@ impl Key {
     /// characters, are accepted.
     pub fn from_listed(s: &str) -> Option<Key> {
         let safe = s.split('/').all(|c| {
-            !c.is_empty() && c != "." && c != ".." && c.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+            !c.is_empty()
+                && c != "."
+                && c != ".."
+                && c.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
         });
         let known = s.starts_with(BLOBS) || s.starts_with(UPLOADS);
         (safe && known).then(|| Key(s.to_string()))
@@ -57,7 +61,11 @@ pub const UPLOADS: &str = "berth/v1/uploads/";
 /// Key of a committed blob's bytes.
 pub fn blob(d: &Digest) -> Key {
     let hex = d.hex();
-    Key(format!("{BLOBS}{}/{}/{hex}/data", d.algorithm().as_str(), &hex[..2]))
+    Key(format!(
+        "{BLOBS}{}/{}/{hex}/data",
+        d.algorithm().as_str(),
+        &hex[..2]
+    ))
 }
 
 /// Key of an upload session's bytes (used by backends that keep uploads as objects).
@@ -77,7 +85,10 @@ mod tests {
             "docker/registry/v2/blobs/sha256/e3/e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855/data"
         );
         let id = UploadId::parse("0b1e3f2a-1111-4222-8333-444455556666").unwrap();
-        assert_eq!(upload(&id).as_str(), "berth/v1/uploads/0b1e3f2a-1111-4222-8333-444455556666/data");
+        assert_eq!(
+            upload(&id).as_str(),
+            "berth/v1/uploads/0b1e3f2a-1111-4222-8333-444455556666/data"
+        );
     }
 
     #[test]

@@ -1,0 +1,15 @@
+//! The conformance suite driven from outside the crate, as another store's tests would use it
+//! (here on `SqliteStore::open_temporary`, through the non-persistent `Ephemeral` fixture).
+
+use std::sync::Arc;
+
+use berth_meta::sqlite::SqliteStore;
+use berth_meta::suite::Ephemeral;
+
+async fn temporary() -> Ephemeral {
+    Ephemeral(Arc::new(
+        SqliteStore::open_temporary().expect("temporary store"),
+    ))
+}
+
+berth_meta::meta_suite!(temporary());

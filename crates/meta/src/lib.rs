@@ -101,17 +101,29 @@ pub trait MetaStore: Send + Sync {
     async fn put_manifest(&self, repo: &RepoName, m: &NewManifest, tags: &[Tag]) -> Result<()>;
 
     /// The manifest a tag or digest resolves to in `repo`.
-    async fn get_manifest(&self, repo: &RepoName, reference: &Reference) -> Result<Option<StoredManifest>>;
+    async fn get_manifest(
+        &self,
+        repo: &RepoName,
+        reference: &Reference,
+    ) -> Result<Option<StoredManifest>>;
 
     /// Deletes a manifest from a repository together with every tag pointing at it; `false` if absent.
+    /// Indexes listing it as a child and manifests naming it as `subject` are kept (their referrers
+    /// stay listable).
     async fn delete_manifest(&self, repo: &RepoName, digest: &Digest) -> Result<bool>;
 
     /// Deletes one tag (the manifest stays); `false` if absent.
     async fn delete_tag(&self, repo: &RepoName, tag: &Tag) -> Result<bool>;
 
     /// Tags of `repo` in lexical (byte) order, strictly after `last`, at most `limit`.
-    /// `None` when the repository is unknown.
-    async fn list_tags(&self, repo: &RepoName, last: Option<&str>, limit: usize) -> Result<Option<Vec<String>>>;
+    /// `None` when the repository is unknown: it never had a blob linked or a manifest pushed (a
+    /// repository stays known after its content is deleted, like registry:2's directory).
+    async fn list_tags(
+        &self,
+        repo: &RepoName,
+        last: Option<&str>,
+        limit: usize,
+    ) -> Result<Option<Vec<String>>>;
 
     /// Repositories holding at least one manifest, in lexical order, strictly after `last`, at most `limit`.
     async fn list_repositories(&self, last: Option<&str>, limit: usize) -> Result<Vec<String>>;

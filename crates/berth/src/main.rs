@@ -1,1 +1,68 @@
-fn main() {}
+//! The `berth` binary: command line, configuration, wiring, serving.
+//!
+//! Design decision: only this crate reads configuration files and the environment. It turns the
+//! registry:2-shaped YAML into one validated [`config::Settings`], builds the storage backend and
+//! metadata store from it, and hands the library crates their own option structs.
+
+mod config;
+mod serve;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Berth: a self-hosted OCI container registry.
+#[derive(Parser)]
+#[command(name = "berth", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the registry (defaults: 0.0.0.0:5000, storage and metadata under ./data).
+    Serve {
+        /// registry:2-style config.yml.
+        #[arg(short, long, env = "BERTH_CONFIG")]
+        config: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let result = match cli.command {
+        Command::Serve { config } => run_serve(config),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("berth: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_serve(config: Option<PathBuf>) -> Result<(), serve::ServeError> {
+    let settings = match config {
+        Some(path) => config::Settings::load(&path)?,
+        None => config::Settings::default(),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(serve::serve(settings))
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("BERTH_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_writer(std::io::stderr)
+        .init();
+}

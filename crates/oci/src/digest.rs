@@ -200,7 +200,10 @@ impl Hasher {
             Inner::Sha256(h) => hex::encode(h.finalize()),
             Inner::Sha512(h) => hex::encode(h.finalize()),
         };
-        Digest { alg, text: format!("{}:{hex}", alg.as_str()) }
+        Digest {
+            alg,
+            text: format!("{}:{hex}", alg.as_str()),
+        }
     }
 
     /// Serialises the state: algorithm tag, byte count, then the hash core state.

@@ -39,6 +39,8 @@ pub enum ErrorCode {
     RangeInvalid,
     /// Request body too large.
     SizeTooLarge,
+    /// A pagination parameter (`n`) is not a number (registry:2's code).
+    PaginationNumberInvalid,
     /// Unexpected server-side failure; details are logged, never sent.
     Unknown,
     /// A dependency (storage, metadata) is unavailable.
@@ -83,6 +85,11 @@ impl ErrorCode {
             TagInvalid => ("TAG_INVALID", 400, "manifest tag did not match URI"),
             RangeInvalid => ("RANGE_INVALID", 416, "requested range not satisfiable"),
             SizeTooLarge => ("SIZE_INVALID", 413, "request body too large"),
+            PaginationNumberInvalid => (
+                "PAGINATION_NUMBER_INVALID",
+                400,
+                "invalid number of results requested",
+            ),
             Unknown => ("UNKNOWN", 500, "unknown error"),
             Unavailable => ("UNAVAILABLE", 503, "service unavailable"),
         }

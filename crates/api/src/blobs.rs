@@ -1,0 +1,77 @@
+//! `/v2/<name>/blobs/<digest>`: HEAD, GET (with ranges), DELETE.
+
+use axum::body::Body;
+use axum::http::{header, HeaderMap, StatusCode};
+use berth_oci::{Digest, ErrorCode, RepoName};
+use berth_registry::{Registry, RegistryError};
+
+use crate::error::{ApiError, ApiResult};
+use crate::util::{empty, finish, parse_range};
+use crate::DIGEST_HEADER;
+
+/// `HEAD`: size and digest, no body.
+pub async fn head(reg: &Registry, repo: &RepoName, digest: &Digest) -> ApiResult {
+    let size = reg.stat_blob(repo, digest).await?;
+    let b = empty(StatusCode::OK)
+        .header(header::CONTENT_LENGTH, size)
+        .header(header::CONTENT_TYPE, "application/octet-stream")
+        .header(header::ACCEPT_RANGES, "bytes")
+        .header(DIGEST_HEADER, digest.as_str());
+    finish(b, Body::empty())
+}
+
+/// `GET`: the bytes, streamed; a single `Range` answers 206.
+pub async fn get(
+    reg: &Registry,
+    repo: &RepoName,
+    digest: &Digest,
+    headers: &HeaderMap,
+) -> ApiResult {
+    let range = parse_range(headers)?;
+    let blob = reg
+        .get_blob(repo, digest, range)
+        .await
+        .map_err(|e| match e {
+            RegistryError::RangeInvalid { size } => {
+                ApiError::from(e).header(header::CONTENT_RANGE, &format!("bytes */{size}"))
+            }
+            other => other.into(),
+        })?;
+    let (status, len) = match blob.range {
+        Some((first, last)) => (StatusCode::PARTIAL_CONTENT, last - first + 1),
+        None => (StatusCode::OK, blob.size),
+    };
+    let mut b = empty(status)
+        .header(header::CONTENT_LENGTH, len)
+        .header(header::CONTENT_TYPE, "application/octet-stream")
+        .header(header::ACCEPT_RANGES, "bytes")
+        .header(DIGEST_HEADER, digest.as_str());
+    if let Some((first, last)) = blob.range {
+        b = b.header(
+            header::CONTENT_RANGE,
+            format!("bytes {first}-{last}/{}", blob.size),
+        );
+    }
+    finish(b, Body::from_stream(blob.stream))
+}
+
+/// `DELETE`: unlinks the blob from the repository (202).
+pub async fn delete(reg: &Registry, repo: &RepoName, digest: &Digest) -> ApiResult {
+    reg.delete_blob(repo, digest)
+        .await
+        .map_err(unsupported_as_405)?;
+    finish(
+        empty(StatusCode::ACCEPTED).header(DIGEST_HEADER, digest.as_str()),
+        Body::empty(),
+    )
+}
+
+/// Deletes switched off answer 405 `UNSUPPORTED`, as registry:2 does.
+pub fn unsupported_as_405(e: RegistryError) -> ApiError {
+    let err = ApiError::from(e);
+    if err.code() == ErrorCode::Unsupported {
+        err.status(StatusCode::METHOD_NOT_ALLOWED)
+    } else {
+        err
+    }
+}

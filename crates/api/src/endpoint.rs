@@ -1,0 +1,226 @@
+//! Parsing a request path into an [`Endpoint`].
+//!
+//! Repository names contain slashes, so routes cannot be matched with path wildcards (they only end
+//! a path). The path is percent-decoded once, split on `/`, and matched from the right: the last one
+//! or two segments say what is addressed, everything before them is the repository name, which is
+//! then validated. Decoding first means `%2e%2e` and `%2F` tricks meet the same validation as plain
+//! `..` and `/`.
+
+use berth_oci::{Digest, NameError, Reference, RepoName, UploadId};
+use percent_encoding::percent_decode_str;
+
+/// What a `/v2/…` path addresses.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `/v2/`
+    Base,
+    /// `/v2/_catalog`
+    Catalog,
+    /// `/v2/<name>/tags/list`
+    Tags(RepoName),
+    /// `/v2/<name>/manifests/<reference>`
+    Manifest(RepoName, Reference),
+    /// `/v2/<name>/blobs/<digest>`
+    Blob(RepoName, Digest),
+    /// `/v2/<name>/blobs/uploads/`
+    Uploads(RepoName),
+    /// `/v2/<name>/blobs/uploads/<id>`
+    Upload(RepoName, UploadId),
+    /// `/v2/<name>/referrers/<digest>`
+    Referrers(RepoName, Digest),
+}
+
+/// Why a path does not name an endpoint.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PathError {
+    /// Not a registry path at all.
+    NotFound,
+    /// The repository name is invalid.
+    Name(String),
+    /// The tag or reference is invalid.
+    Reference(String),
+    /// The digest is invalid.
+    Digest(String),
+    /// The upload id is not one Berth could have issued.
+    Upload,
+}
+
+impl Endpoint {
+    /// Parses a raw (percent-encoded) request path.
+    pub fn parse(raw_path: &str) -> Result<Endpoint, PathError> {
+        let path = percent_decode_str(raw_path)
+            .decode_utf8()
+            .map_err(|_| PathError::NotFound)?;
+        let rest = path.strip_prefix("/v2").ok_or(PathError::NotFound)?;
+        match rest {
+            "" | "/" => return Ok(Endpoint::Base),
+            "/_catalog" => return Ok(Endpoint::Catalog),
+            _ => {}
+        }
+        let segs: Vec<&str> = rest
+            .strip_prefix('/')
+            .ok_or(PathError::NotFound)?
+            .split('/')
+            .collect();
+        parse_segments(&segs)
+    }
+}
+
+fn parse_segments(segs: &[&str]) -> Result<Endpoint, PathError> {
+    let n = segs.len();
+    let tail = |k: usize| segs[n - k];
+    if n >= 4 && tail(3) == "blobs" && tail(2) == "uploads" {
+        let name = repo(&segs[..n - 3])?;
+        return if tail(1).is_empty() {
+            Ok(Endpoint::Uploads(name))
+        } else {
+            UploadId::parse(tail(1))
+                .map(|id| Endpoint::Upload(name, id))
+                .ok_or(PathError::Upload)
+        };
+    }
+    if n < 3 {
+        return Err(PathError::NotFound);
+    }
+    let name = || repo(&segs[..n - 2]);
+    match (tail(2), tail(1)) {
+        ("tags", "list") => Ok(Endpoint::Tags(name()?)),
+        ("blobs", "uploads") => Ok(Endpoint::Uploads(name()?)),
+        ("manifests", r) => {
+            let name = name()?;
+            let reference = Reference::parse(r).map_err(|e| match e {
+                NameError::InvalidReference(_) => PathError::Digest(e.to_string()),
+                other => PathError::Reference(other.to_string()),
+            })?;
+            Ok(Endpoint::Manifest(name, reference))
+        }
+        ("blobs", d) => Ok(Endpoint::Blob(name()?, digest(d)?)),
+        ("referrers", d) => Ok(Endpoint::Referrers(name()?, digest(d)?)),
+        _ => Err(PathError::NotFound),
+    }
+}
+
+fn repo(segs: &[&str]) -> Result<RepoName, PathError> {
+    let joined = segs.join("/");
+    RepoName::parse(&joined).map_err(|e| PathError::Name(e.to_string()))
+}
+
+fn digest(s: &str) -> Result<Digest, PathError> {
+    Digest::parse(s).map_err(|e| PathError::Digest(format!("{e}: {s:?}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const D: &str = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+    const U: &str = "0b1e3f2a-1111-4222-8333-444455556666";
+
+    fn name(s: &str) -> RepoName {
+        RepoName::parse(s).unwrap()
+    }
+
+    #[test]
+    fn parses_every_endpoint() {
+        let dg = Digest::parse(D).unwrap();
+        let id = UploadId::parse(U).unwrap();
+        let cases: Vec<(String, Endpoint)> = vec![
+            ("/v2/".into(), Endpoint::Base),
+            ("/v2".into(), Endpoint::Base),
+            ("/v2/_catalog".into(), Endpoint::Catalog),
+            ("/v2/a/tags/list".into(), Endpoint::Tags(name("a"))),
+            ("/v2/a/b/c/tags/list".into(), Endpoint::Tags(name("a/b/c"))),
+            (
+                "/v2/a/manifests/v1".into(),
+                Endpoint::Manifest(name("a"), Reference::parse("v1").unwrap()),
+            ),
+            (
+                format!("/v2/a/manifests/{D}"),
+                Endpoint::Manifest(name("a"), Reference::Digest(dg.clone())),
+            ),
+            (
+                format!("/v2/a/b/blobs/{D}"),
+                Endpoint::Blob(name("a/b"), dg.clone()),
+            ),
+            ("/v2/a/blobs/uploads/".into(), Endpoint::Uploads(name("a"))),
+            ("/v2/a/blobs/uploads".into(), Endpoint::Uploads(name("a"))),
+            (
+                format!("/v2/a/blobs/uploads/{U}"),
+                Endpoint::Upload(name("a"), id),
+            ),
+            (
+                format!("/v2/a/referrers/{D}"),
+                Endpoint::Referrers(name("a"), dg.clone()),
+            ),
+            // names may contain the keywords as components
+            (
+                "/v2/blobs/manifests/manifests/x".into(),
+                Endpoint::Manifest(name("blobs/manifests"), Reference::parse("x").unwrap()),
+            ),
+            ("/v2/tags/tags/list".into(), Endpoint::Tags(name("tags"))),
+            // percent-encoded separators (Azure SDK style)
+            (
+                format!("/v2/azure%2Fart/manifests/{}", D.replace(':', "%3A")),
+                Endpoint::Manifest(name("azure/art"), Reference::Digest(dg)),
+            ),
+        ];
+        for (path, want) in cases {
+            assert_eq!(Endpoint::parse(&path), Ok(want), "{path}");
+        }
+    }
+
+    #[test]
+    fn rejects_bad_paths() {
+        let name_err = |p: &str| matches!(Endpoint::parse(p), Err(PathError::Name(_)));
+        for p in [
+            "/v2/../etc/tags/list",
+            "/v2/%2e%2e/x/tags/list",
+            "/v2/a/%2E%2E/b/tags/list",
+            "/v2//etc/tags/list",
+            "/v2/A/tags/list",
+            "/v2/a%2F..%2Fb/tags/list",
+        ] {
+            assert!(
+                name_err(p),
+                "{p} should be NAME_INVALID, got {:?}",
+                Endpoint::parse(p)
+            );
+        }
+        assert!(matches!(
+            Endpoint::parse("/v2/a/manifests/-bad"),
+            Err(PathError::Reference(_))
+        ));
+        assert!(matches!(
+            Endpoint::parse("/v2/a/manifests/sha256:abc"),
+            Err(PathError::Digest(_))
+        ));
+        assert!(matches!(
+            Endpoint::parse("/v2/a/blobs/sha256:abc"),
+            Err(PathError::Digest(_))
+        ));
+        assert!(matches!(
+            Endpoint::parse("/v2/a/blobs/md5:abc"),
+            Err(PathError::Digest(_))
+        ));
+        assert!(matches!(
+            Endpoint::parse("/v2/a/blobs/uploads/../../x"),
+            Err(PathError::NotFound) | Err(PathError::Upload) | Err(PathError::Name(_))
+        ));
+        assert_eq!(
+            Endpoint::parse("/v2/a/blobs/uploads/not-a-uuid"),
+            Err(PathError::Upload)
+        );
+        for p in [
+            "/",
+            "/v3/",
+            "/v2x",
+            "/v2/a",
+            "/v2/a/b",
+            "/v2/a/unknown/x",
+            "/v2/a/tags/list/",
+            "/v2/%ff/tags/list",
+        ] {
+            assert_eq!(Endpoint::parse(p), Err(PathError::NotFound), "{p}");
+        }
+    }
+}

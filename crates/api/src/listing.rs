@@ -1,0 +1,102 @@
+//! Tag lists, catalog and referrers, with `Link` pagination.
+
+use axum::body::Body;
+use axum::http::{header, StatusCode};
+use berth_oci::{media, Digest, ErrorCode, RepoName};
+use berth_registry::Registry;
+use serde_json::json;
+
+use crate::error::{ApiError, ApiResult};
+use crate::util::{empty, finish, Query};
+use crate::FILTERS_HEADER;
+
+/// `GET /v2/<name>/tags/list?n=&last=`.
+pub async fn tags(reg: &Registry, repo: &RepoName, q: &Query) -> ApiResult {
+    let n = q.page_size()?;
+    let page = reg.list_tags(repo, n, q.get("last")).await?;
+    let next = next_link(
+        page.more,
+        page.items.last(),
+        n,
+        &format!("/v2/{repo}/tags/list"),
+    );
+    json_response(
+        json!({ "name": repo.as_str(), "tags": page.items }),
+        "application/json",
+        next,
+        None,
+    )
+}
+
+/// `GET /v2/_catalog?n=&last=`.
+pub async fn catalog(reg: &Registry, q: &Query) -> ApiResult {
+    let n = q.page_size()?;
+    let page = reg.catalog(n, q.get("last")).await?;
+    let next = next_link(page.more, page.items.last(), n, "/v2/_catalog");
+    json_response(
+        json!({ "repositories": page.items }),
+        "application/json",
+        next,
+        None,
+    )
+}
+
+/// `GET /v2/<name>/referrers/<digest>?artifactType=`: an OCI image index of referrers.
+pub async fn referrers(reg: &Registry, repo: &RepoName, subject: &Digest, q: &Query) -> ApiResult {
+    let n = q.page_size()?;
+    let artifact_type = q.get("artifactType").filter(|t| !t.is_empty());
+    let last = q
+        .get("last")
+        .map(|l| {
+            Digest::parse(l).map_err(|e| ApiError::msg(ErrorCode::DigestInvalid, e.to_string()))
+        })
+        .transpose()?;
+    let page = reg
+        .referrers(repo, subject, artifact_type, n, last.as_ref())
+        .await?;
+    let last_digest = page.items.last().map(|d| d.digest.to_string());
+    let mut next = next_link(
+        page.more,
+        last_digest.as_ref(),
+        n,
+        &format!("/v2/{repo}/referrers/{subject}"),
+    );
+    if let (Some(link), Some(t)) = (&mut next, artifact_type) {
+        let enc: String = form_urlencoded::byte_serialize(t.as_bytes()).collect();
+        *link = link.replacen(">;", &format!("&artifactType={enc}>;"), 1);
+    }
+    let index =
+        json!({ "schemaVersion": 2, "mediaType": media::OCI_INDEX, "manifests": page.items });
+    json_response(
+        index,
+        media::OCI_INDEX,
+        next,
+        artifact_type.map(|_| "artifactType"),
+    )
+}
+
+fn next_link(more: bool, last: Option<&String>, n: Option<usize>, path: &str) -> Option<String> {
+    let last = last.filter(|_| more)?;
+    let enc: String = form_urlencoded::byte_serialize(last.as_bytes()).collect();
+    let n = n.map(|n| format!("n={n}&")).unwrap_or_default();
+    Some(format!("<{path}?{n}last={enc}>; rel=\"next\""))
+}
+
+fn json_response(
+    v: serde_json::Value,
+    content_type: &str,
+    link: Option<String>,
+    filters: Option<&str>,
+) -> ApiResult {
+    let body = v.to_string();
+    let mut b = empty(StatusCode::OK)
+        .header(header::CONTENT_TYPE, content_type)
+        .header(header::CONTENT_LENGTH, body.len());
+    if let Some(l) = link {
+        b = b.header(header::LINK, l);
+    }
+    if let Some(f) = filters {
+        b = b.header(FILTERS_HEADER, f);
+    }
+    finish(b, Body::from(body))
+}

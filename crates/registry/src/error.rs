@@ -1,0 +1,115 @@
+//! Registry errors and their OCI codes.
+
+use berth_meta::MetaError;
+use berth_oci::{Digest, ErrorCode};
+use berth_storage::StorageError;
+
+/// What went wrong in a registry operation.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    /// The blob is not in the repository.
+    #[error("blob unknown to repository")]
+    BlobUnknown(Digest),
+    /// The upload session does not exist (or belongs to another repository).
+    #[error("upload session unknown")]
+    UploadUnknown,
+    /// The upload cannot continue as asked.
+    #[error("{0}")]
+    UploadInvalid(String),
+    /// The uploaded bytes do not match the digest, or a digest parameter is malformed.
+    #[error("{0}")]
+    DigestInvalid(String),
+    /// A byte range the object or upload cannot satisfy.
+    #[error("requested range not satisfiable")]
+    RangeInvalid {
+        /// Current size of the object or upload, for the `Range`/`Content-Range` answer.
+        size: u64,
+    },
+    /// The manifest is not in the repository.
+    #[error("manifest unknown")]
+    ManifestUnknown,
+    /// The manifest is malformed.
+    #[error("{0}")]
+    ManifestInvalid(String),
+    /// The manifest references a blob not in the repository.
+    #[error("manifest references a blob unknown to the repository")]
+    ManifestBlobUnknown(Digest),
+    /// An index references a manifest not in the repository.
+    #[error("index references a manifest unknown to the repository")]
+    ManifestChildUnknown(Digest),
+    /// The manifest exceeds the size limit.
+    #[error("manifest exceeds the 4 MiB limit")]
+    ManifestTooLarge,
+    /// The repository is unknown.
+    #[error("repository name not known to registry")]
+    NameUnknown,
+    /// A declared size does not match the content.
+    #[error("{0}")]
+    SizeInvalid(String),
+    /// The operation is switched off or not implemented.
+    #[error("{0}")]
+    Unsupported(&'static str),
+    /// Storage failed (details logged, not sent).
+    #[error("storage error: {0}")]
+    Storage(StorageError),
+    /// Metadata store failed (details logged, not sent).
+    #[error("metadata error: {0}")]
+    Meta(MetaError),
+}
+
+/// Result alias for registry operations.
+pub type Result<T> = std::result::Result<T, RegistryError>;
+
+impl RegistryError {
+    /// The OCI code this error is answered with.
+    pub fn code(&self) -> ErrorCode {
+        use RegistryError::*;
+        match self {
+            BlobUnknown(_) => ErrorCode::BlobUnknown,
+            UploadUnknown => ErrorCode::BlobUploadUnknown,
+            UploadInvalid(_) => ErrorCode::BlobUploadInvalid,
+            DigestInvalid(_) => ErrorCode::DigestInvalid,
+            RangeInvalid { .. } => ErrorCode::RangeInvalid,
+            ManifestUnknown | ManifestChildUnknown(_) => ErrorCode::ManifestUnknown,
+            ManifestInvalid(_) => ErrorCode::ManifestInvalid,
+            ManifestBlobUnknown(_) => ErrorCode::ManifestBlobUnknown,
+            ManifestTooLarge => ErrorCode::SizeTooLarge,
+            NameUnknown => ErrorCode::NameUnknown,
+            SizeInvalid(_) => ErrorCode::SizeInvalid,
+            Unsupported(_) => ErrorCode::Unsupported,
+            Storage(_) | Meta(_) => ErrorCode::Unknown,
+        }
+    }
+
+    /// Whether this is a server-side failure (logged with details; the client sees a generic message).
+    pub fn is_internal(&self) -> bool {
+        matches!(self, RegistryError::Storage(_) | RegistryError::Meta(_))
+    }
+
+    /// Machine-readable detail for the error body, when there is one.
+    pub fn detail(&self) -> Option<String> {
+        use RegistryError::*;
+        match self {
+            BlobUnknown(d) | ManifestBlobUnknown(d) | ManifestChildUnknown(d) => {
+                Some(d.to_string())
+            }
+            _ => None,
+        }
+    }
+}
+
+impl From<StorageError> for RegistryError {
+    fn from(e: StorageError) -> Self {
+        RegistryError::Storage(e)
+    }
+}
+
+impl From<MetaError> for RegistryError {
+    fn from(e: MetaError) -> Self {
+        match e {
+            MetaError::MissingBlob(d) => RegistryError::ManifestBlobUnknown(d),
+            MetaError::MissingManifest(d) => RegistryError::ManifestChildUnknown(d),
+            other => RegistryError::Meta(other),
+        }
+    }
+}

@@ -1,0 +1,86 @@
+//! The registry domain: every OCI Distribution operation, independent of HTTP.
+//!
+//! Design decision: handlers call the registry; the registry never calls handlers. [`Registry`]
+//! holds a blob [`Backend`] and a [`MetaStore`] and nothing else; it knows digests, repositories and
+//! tags, not status codes or headers. Its errors ([`RegistryError`]) carry an OCI [`ErrorCode`] so the
+//! API layer maps them without knowing the cases.
+//!
+//! Invariants it keeps:
+//! * a blob is visible in a repository only once its bytes are committed at their final key *and*
+//!   linked in the metadata store — commit always precedes link, so nothing half-written is visible;
+//! * uploads are hashed while they stream; the resumable hash state is saved with the session after
+//!   every append, so a session continues after a restart (or on another replica);
+//! * a manifest, its blob links and its tags commit in one metadata transaction.
+
+mod blobs;
+mod error;
+mod listing;
+mod manifests;
+mod uploads;
+
+use std::sync::Arc;
+
+use berth_meta::MetaStore;
+use berth_storage::Backend;
+
+pub use berth_storage::ByteStream;
+pub use blobs::{BlobBody, RangeSpec};
+pub use error::{RegistryError, Result};
+pub use listing::Page;
+pub use manifests::{PutManifest, MANIFEST_READ_LIMIT};
+pub use uploads::{Mount, UploadProgress};
+
+/// Behaviour switches of a registry (from the `storage.delete` and similar config keys).
+#[derive(Clone, Debug)]
+pub struct RegistryOptions {
+    /// Whether blob and manifest deletes are allowed (`storage.delete.enabled`).
+    pub delete_enabled: bool,
+}
+
+impl Default for RegistryOptions {
+    fn default() -> Self {
+        RegistryOptions {
+            delete_enabled: true,
+        }
+    }
+}
+
+/// The OCI registry: blob storage plus metadata.
+pub struct Registry {
+    storage: Arc<dyn Backend>,
+    meta: Arc<dyn MetaStore>,
+    opts: RegistryOptions,
+    upload_locks: uploads::SessionLocks,
+}
+
+impl Registry {
+    /// A registry over the given storage and metadata store.
+    pub fn new(storage: Arc<dyn Backend>, meta: Arc<dyn MetaStore>, opts: RegistryOptions) -> Self {
+        Registry {
+            storage,
+            meta,
+            opts,
+            upload_locks: Default::default(),
+        }
+    }
+
+    /// The options it was built with.
+    pub fn options(&self) -> &RegistryOptions {
+        &self.opts
+    }
+
+    /// Smallest non-final chunk the storage backend accepts, to advertise as `OCI-Chunk-Min-Length`.
+    pub fn min_chunk_len(&self) -> Option<u64> {
+        self.storage.min_chunk_len()
+    }
+
+    fn ensure_delete_enabled(&self) -> Result<()> {
+        if self.opts.delete_enabled {
+            Ok(())
+        } else {
+            Err(RegistryError::Unsupported(
+                "deletes are disabled (storage.delete.enabled is false)",
+            ))
+        }
+    }
+}

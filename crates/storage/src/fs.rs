@@ -66,7 +66,7 @@ pub const READ_CHUNK: usize = 1 << 20;
 /// Name prefix of temp files written by `put`; never listed.
 const TMP_PREFIX: &str = ".tmp-";
 /// How often an operation is retried when a concurrent `delete` pruned a directory it had created.
-const PRUNE_RETRIES: usize = 3;
+const PRUNE_RETRIES: usize = 8;
 
 /// Blob storage in a local directory, laid out as [`layout`] describes.
 pub struct FsBackend {
@@ -168,13 +168,12 @@ fn create_dirs_durable(root: &Path, dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
-/// Ensures `dir` exists, then runs `op`; retries when `op` fails with `NotFound` because a
-/// concurrent `delete` pruned the (empty) directory in between.
+/// Ensures `dir` exists, then runs `op`; retries both when either fails with `NotFound` because a
+/// concurrent `delete` pruned an (empty) directory on the way.
 fn in_dir<T>(root: &Path, dir: &Path, mut op: impl FnMut() -> io::Result<T>) -> io::Result<T> {
     let mut attempt = 0;
     loop {
-        create_dirs_durable(root, dir)?;
-        match op() {
+        match create_dirs_durable(root, dir).and_then(|()| op()) {
             Err(e) if e.kind() == io::ErrorKind::NotFound && attempt < PRUNE_RETRIES => {
                 attempt += 1;
             }

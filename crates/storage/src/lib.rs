@@ -83,7 +83,8 @@ pub trait BlobRead: Send + Sync {
     async fn stat(&self, key: &Key) -> Result<Option<u64>>;
 
     /// Streams the object (or the range of it). `NotFound` when absent; `RangeNotSatisfiable` when
-    /// `range.start >= size` (an `end` past the size is clamped).
+    /// `range.start >= size` (so any range of an empty object), an `end` past the size is clamped,
+    /// and an `end` at or before `start` gives an empty stream.
     async fn read(&self, key: &Key, range: Option<ByteRange>) -> Result<ByteStream>;
 }
 
@@ -110,8 +111,10 @@ pub trait UploadStore: Send + Sync {
     async fn upload_size(&self, id: &UploadId) -> Result<Option<u64>>;
 
     /// Appends the stream at `offset`, which must equal the current size (`OffsetMismatch`
-    /// otherwise, nothing written). Returns the new size. If the stream fails midway the error is
-    /// `Input` and whatever bytes were durably appended stay; `upload_size` tells how many.
+    /// otherwise, nothing written; `NotFound` for an unknown upload). Returns the new size. If the
+    /// stream fails midway the error is `Input` and whatever bytes were appended stay (a prefix of
+    /// the stream); `upload_size` tells how many. Appends need not be fsynced: durability against
+    /// power loss is promised only by `upload_commit`.
     async fn upload_append(&self, id: &UploadId, offset: u64, data: ByteStream) -> Result<u64>;
 
     /// Streams the bytes received so far (used to re-hash an upload whose final digest uses another
@@ -119,7 +122,8 @@ pub trait UploadStore: Send + Sync {
     async fn upload_read(&self, id: &UploadId) -> Result<ByteStream>;
 
     /// Makes the upload's bytes the object at `dest`, atomically and durably, and removes the
-    /// upload. Readers never see a partial object at `dest`.
+    /// upload; an object already at `dest` is replaced. Readers never see a partial object at
+    /// `dest`. `NotFound` for an unknown upload.
     async fn upload_commit(&self, id: &UploadId, dest: &Key) -> Result<()>;
 
     /// Discards the upload. `Ok(false)` when it did not exist.

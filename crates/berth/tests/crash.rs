@@ -15,7 +15,6 @@ use sha2::{Digest as _, Sha256};
 
 struct Server {
     child: Child,
-    port: u16,
     dir: PathBuf,
 }
 

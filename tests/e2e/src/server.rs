@@ -1,0 +1,359 @@
+//! The registry under test: Berth (default) or Distribution 2.8.2, started on a free loopback
+//! port with fresh storage, killed when the [`Server`] is dropped.
+
+use std::fs::{self, OpenOptions};
+use std::io::Write as _;
+use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+use crate::cmd::require_tool;
+use crate::http;
+
+const READY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Which registry implementation the suite drives (`E2E_TARGET`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// The `berth` binary (default).
+    Berth,
+    /// Debian's `docker-registry` (CNCF Distribution 2.8.2), the reference implementation.
+    Distribution,
+}
+
+impl Target {
+    /// Reads `E2E_TARGET` (`berth` when unset). Unknown values fail loudly.
+    pub fn current() -> Target {
+        match std::env::var("E2E_TARGET").as_deref() {
+            Err(_) | Ok("") | Ok("berth") => Target::Berth,
+            Ok("distribution") => Target::Distribution,
+            Ok(other) => panic!("E2E_TARGET={other:?}: expected `berth` or `distribution`"),
+        }
+    }
+}
+
+/// Whether the target implements the OCI 1.1 referrers API and the `OCI-Subject` header.
+///
+/// This is the ONLY permitted gate in the suite. It is always true for Berth; Distribution
+/// 2.8.2 predates OCI 1.1.
+pub fn target_supports_referrers() -> bool {
+    Target::current() == Target::Berth
+}
+
+/// The workspace root (two levels above this crate).
+pub fn workspace_root() -> PathBuf {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    p.canonicalize().unwrap_or(p)
+}
+
+/// Locates the berth binary: `BERTH_BIN`, then `$CARGO_TARGET_DIR/{debug,release}/berth`, then
+/// `<workspace>/target/{debug,release}/berth`.
+pub fn berth_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("BERTH_BIN") {
+        let p = PathBuf::from(p);
+        assert!(p.is_file(), "BERTH_BIN={} does not exist", p.display());
+        return p;
+    }
+    let mut dirs = Vec::new();
+    if let Some(t) = std::env::var_os("CARGO_TARGET_DIR") {
+        dirs.push(PathBuf::from(t));
+    }
+    dirs.push(workspace_root().join("target"));
+    let candidates: Vec<PathBuf> = dirs
+        .iter()
+        .flat_map(|d| [d.join("debug/berth"), d.join("release/berth")])
+        .collect();
+    candidates
+        .iter()
+        .find(|p| p.is_file())
+        .cloned()
+        .unwrap_or_else(|| {
+            panic!(
+                "berth binary not found (looked at {candidates:?}): run `cargo build -p berth`, \
+             set BERTH_BIN, or run the suite against Distribution with E2E_TARGET=distribution"
+            )
+        })
+}
+
+/// A running registry with its own temp dir (config, storage, log).
+pub struct Server {
+    target: Target,
+    port: u16,
+    dir: Option<TempDir>,
+    child: Option<Child>,
+}
+
+impl Server {
+    /// Starts the target registry on a free 127.0.0.1 port with empty storage and waits until
+    /// `GET /v2/` answers 200.
+    pub fn start() -> Server {
+        let target = Target::current();
+        let mut last_log = String::new();
+        for _ in 0..5 {
+            let dir = tempfile::Builder::new()
+                .prefix("berth-e2e-srv-")
+                .tempdir()
+                .expect("temp dir");
+            let mut s = Server {
+                target,
+                port: free_port(),
+                dir: Some(dir),
+                child: None,
+            };
+            fs::create_dir_all(s.storage_dir()).expect("storage dir");
+            s.write_config();
+            s.spawn();
+            match s.wait_ready() {
+                Ok(()) => return s,
+                Err(e) if e.contains("in use") => last_log = e,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        panic!("could not find a free port after 5 tries:\n{last_log}")
+    }
+
+    /// Which implementation this is.
+    pub fn target(&self) -> Target {
+        self.target
+    }
+
+    /// `127.0.0.1:PORT`, the registry host as clients spell it.
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The server's temp dir (config.yml, storage/, server.log).
+    pub fn dir(&self) -> &Path {
+        self.dir.as_ref().expect("server dir").path()
+    }
+
+    /// The storage root directory.
+    pub fn storage_dir(&self) -> PathBuf {
+        self.dir().join("storage")
+    }
+
+    /// The server's combined stdout/stderr so far.
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.dir().join("server.log")).unwrap_or_default()
+    }
+
+    /// True while the process is alive.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
+    }
+
+    /// Kills the process with SIGKILL (a crash), keeping port and storage.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts the process again on the same port and storage (after [`Server::kill9`]).
+    pub fn restart(&mut self) {
+        self.kill9();
+        self.append_log("\n===== e2e harness: restart =====\n");
+        // The old socket may linger briefly; retry binding for a few seconds.
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            self.spawn();
+            match self.wait_ready() {
+                Ok(()) => return,
+                Err(e) if e.contains("in use") && Instant::now() < deadline => {
+                    thread::sleep(Duration::from_millis(200));
+                }
+                Err(e) => panic!("restart failed: {e}"),
+            }
+        }
+    }
+
+    /// `GET /v2/<repo>/manifests/<reference>` accepting every manifest type.
+    pub fn get_manifest(&self, repo: &str, reference: &str) -> http::Response {
+        let url = format!("{}/v2/{repo}/manifests/{reference}", self.url());
+        http::get(&url, &[("Accept", http::ACCEPT_MANIFESTS)])
+    }
+
+    /// `HEAD /v2/<repo>/blobs/<digest>` status.
+    pub fn blob_status(&self, repo: &str, digest: &str) -> u16 {
+        http::head(&format!("{}/v2/{repo}/blobs/{digest}", self.url()), &[]).status
+    }
+
+    /// The tag list of `repo` via `GET /v2/<repo>/tags/list` (sorted), or `None` on 404.
+    pub fn tags(&self, repo: &str) -> Option<Vec<String>> {
+        let r = http::get(&format!("{}/v2/{repo}/tags/list", self.url()), &[]);
+        if r.status == 404 {
+            return None;
+        }
+        assert_eq!(r.status, 200, "tags/list for {repo}:\n{}", r.describe());
+        let v = r.json();
+        let mut tags: Vec<String> = v["tags"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|t| t.as_str().expect("tag string").to_string())
+                    .collect()
+            })
+            .unwrap_or_default();
+        tags.sort();
+        Some(tags)
+    }
+
+    fn config_path(&self) -> PathBuf {
+        self.dir().join("config.yml")
+    }
+
+    fn write_config(&self) {
+        let yaml = format!(
+            "version: 0.1\nhttp:\n  addr: 127.0.0.1:{}\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n",
+            self.port,
+            self.storage_dir().display()
+        );
+        fs::write(self.config_path(), yaml).expect("write config.yml");
+    }
+
+    fn append_log(&self, s: &str) {
+        let mut f = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir().join("server.log"))
+            .expect("log");
+        let _ = f.write_all(s.as_bytes());
+    }
+
+    fn spawn(&mut self) {
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir().join("server.log"))
+            .expect("log file");
+        let mut cmd = match self.target {
+            Target::Berth => {
+                let mut c = Command::new(berth_bin());
+                c.arg("serve")
+                    .arg("--config")
+                    .arg(self.config_path())
+                    .env("NO_COLOR", "1");
+                c
+            }
+            Target::Distribution => {
+                let mut c = Command::new(require_tool("docker-registry"));
+                // aws-sdk-go panics at start-up when AWS_CA_BUNDLE is set (see COOKBOOK §0).
+                c.arg("serve")
+                    .arg(self.config_path())
+                    .env_remove("AWS_CA_BUNDLE");
+                c
+            }
+        };
+        // The config file is the whole truth: no stray REGISTRY_* overrides from the caller.
+        for (k, _) in std::env::vars_os() {
+            if k.to_string_lossy().starts_with("REGISTRY_") {
+                cmd.env_remove(k);
+            }
+        }
+        cmd.current_dir(self.dir())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("dup log"))
+            .stderr(log);
+        die_with_parent(&mut cmd);
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {:?}: {e}", cmd.get_program()));
+        self.child = Some(child);
+    }
+
+    fn wait_ready(&mut self) -> Result<(), String> {
+        let url = format!("{}/v2/", self.url());
+        let start = Instant::now();
+        loop {
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
+                self.child = None;
+                return Err(format!(
+                    "{:?} exited before it was ready ({status}); log:\n{}",
+                    self.target,
+                    self.log()
+                ));
+            }
+            if let Ok(r) = http::request("GET", &url, &[], &[]) {
+                if r.status == 200 {
+                    return Ok(());
+                }
+            }
+            if start.elapsed() > READY_TIMEOUT {
+                return Err(format!(
+                    "{:?} not ready after {READY_TIMEOUT:?} (GET {url} never answered 200); log:\n{}",
+                    self.target,
+                    self.log()
+                ));
+            }
+            thread::sleep(Duration::from_millis(25));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill9();
+        if thread::panicking() {
+            eprintln!(
+                "===== {:?} log ({}) =====\n{}",
+                self.target,
+                self.addr(),
+                tail_lines(&self.log(), 200)
+            );
+        }
+        keep_or_remove(self.dir.take());
+    }
+}
+
+/// Keeps a temp dir for post-mortems when `E2E_KEEP=1` and the test is failing.
+pub(crate) fn keep_or_remove(dir: Option<TempDir>) {
+    if let Some(d) = dir {
+        if thread::panicking() && std::env::var_os("E2E_KEEP").is_some() {
+            eprintln!("E2E_KEEP: kept {}", d.keep().display());
+        }
+    }
+}
+
+/// The last `n` lines of `s`.
+pub fn tail_lines(s: &str, n: usize) -> String {
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// A port that was free a moment ago on 127.0.0.1.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind 127.0.0.1:0")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// Makes the child get SIGKILL if the spawning thread dies, so a killed test binary leaves no
+/// daemons behind. (Linux delivers it when the *thread* that forked exits; servers are owned by
+/// the test that started them, so that is the right lifetime.)
+pub(crate) fn die_with_parent(cmd: &mut Command) {
+    // SAFETY: prctl is async-signal-safe and touches only the child's own state.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+}

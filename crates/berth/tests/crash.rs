@@ -39,11 +39,7 @@ impl Server {
             .stderr(log)
             .spawn()
             .unwrap();
-        let s = Server {
-            child,
-            port,
-            dir: root,
-        };
+        let s = Server { child, dir: root };
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if http(port, "GET", "/v2/", &[], b"").map(|r| r.0) == Some(200) {

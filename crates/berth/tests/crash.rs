@@ -124,8 +124,11 @@ fn blob(seed: u64, len: usize) -> Vec<u8> {
         .collect()
 }
 
-/// Pushes a blob and a manifest referencing it; returns (repo, tag, blob digest, blob, manifest digest).
-fn push_image(port: u16, i: u64) -> Option<(String, String, Vec<u8>, String)> {
+/// A completed push: (repo, tag, layer bytes, manifest digest).
+type Pushed = (String, String, Vec<u8>, String);
+
+/// Pushes a layer, a config and a manifest referencing them.
+fn push_image(port: u16, i: u64) -> Option<Pushed> {
     let repo = format!("crash/r{}", i % 5);
     let data = blob(i, 256 * 1024 + i as usize);
     let d = digest(&data);
@@ -194,7 +197,7 @@ fn kill9_during_pushes_loses_nothing_and_shows_nothing_partial() {
     assert_eq!(http(port, "PATCH", &session, &[], &part1).unwrap().0, 202);
 
     // Pushes that complete, then more racing the kill.
-    let done: Arc<Mutex<Vec<(String, String, Vec<u8>, String)>>> = Arc::default();
+    let done: Arc<Mutex<Vec<Pushed>>> = Arc::default();
     for i in 0..10 {
         done.lock()
             .unwrap()

@@ -9,7 +9,8 @@ use std::fmt::Write as _;
 use std::io::Read;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -259,8 +260,8 @@ impl Cmd {
                     "command timed out after {:?}: {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
                     self.timeout,
                     self.cmdline(),
-                    out.join().unwrap_or_default(),
-                    err.join().unwrap_or_default()
+                    collect(&out, &child),
+                    collect(&err, &child)
                 );
             }
             thread::sleep(Duration::from_millis(10));
@@ -268,8 +269,8 @@ impl Cmd {
         Output {
             cmdline: self.cmdline(),
             status,
-            stdout: out.join().unwrap_or_default(),
-            stderr: err.join().unwrap_or_default(),
+            stdout: collect(&out, &child),
+            stderr: collect(&err, &child),
             elapsed: start.elapsed(),
         }
     }
@@ -301,12 +302,26 @@ impl Cmd {
     }
 }
 
-fn reader<R: Read + Send + 'static>(mut r: R) -> thread::JoinHandle<String> {
+fn reader<R: Read + Send + 'static>(mut r: R) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
     thread::spawn(move || {
         let mut buf = Vec::new();
         let _ = r.read_to_end(&mut buf);
-        String::from_utf8_lossy(&buf).into_owned()
-    })
+        let _ = tx.send(String::from_utf8_lossy(&buf).into_owned());
+    });
+    rx
+}
+
+/// The output of a pipe reader once the command has exited. A leftover grandchild that still
+/// holds the pipe open would block forever: after a grace period the command's process group
+/// (still alive, since it holds the pipe) is killed.
+fn collect(rx: &mpsc::Receiver<String>, child: &Child) -> String {
+    rx.recv_timeout(Duration::from_secs(10))
+        .unwrap_or_else(|_| {
+            // SAFETY: signals only our own command's process group.
+            unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
+            rx.recv_timeout(Duration::from_secs(5)).unwrap_or_default()
+        })
 }
 
 fn quote(s: &str) -> String {

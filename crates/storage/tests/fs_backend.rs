@@ -231,7 +231,7 @@ async fn delete_prunes_empty_directories_but_keeps_prefix_roots() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn puts_commits_and_deletes_race_in_one_directory() {
+async fn puts_commits_deletes_and_lists_race_in_one_directory() {
     let (_dir, b) = setup();
     let b = Arc::new(b);
     let mut tasks = Vec::new();
@@ -257,9 +257,19 @@ async fn puts_commits_and_deletes_race_in_one_directory() {
             }
         }));
     }
+    let lister = Arc::clone(&b);
+    let listing = tokio::spawn(async move {
+        for _ in 0..100 {
+            lister
+                .list(layout::BLOBS)
+                .await
+                .expect("list while others write");
+        }
+    });
     for task in tasks {
         task.await.expect("task");
     }
+    listing.await.expect("lister");
     assert!(b.list(layout::BLOBS).await.expect("list").is_empty());
 }
 

@@ -113,16 +113,7 @@ impl Registry {
         body: ByteStream,
     ) -> Result<u64> {
         let _guard = self.upload_locks.lock(id).await;
-        let session = self.session(repo, id).await?;
-        let size = self
-            .storage
-            .upload_size(id)
-            .await?
-            .ok_or(RegistryError::UploadUnknown)?;
-        let hasher = session_hasher(&session, size)?;
-        if start.is_some_and(|s| s != size) {
-            return Err(RegistryError::RangeInvalid { size });
-        }
+        let (size, hasher) = self.resume(repo, id, start).await?;
         match self.append(id, size, hasher, body).await {
             Ok((new_size, hasher)) => {
                 self.meta.update_upload(id, &hasher.to_state()).await?;
@@ -148,18 +139,9 @@ impl Registry {
         body: Option<ByteStream>,
     ) -> Result<u64> {
         let _guard = self.upload_locks.lock(id).await;
-        let session = self.session(repo, id).await?;
-        let size = self
-            .storage
-            .upload_size(id)
-            .await?
-            .ok_or(RegistryError::UploadUnknown)?;
-        let mut hasher = session_hasher(&session, size)?;
+        let (size, mut hasher) = self.resume(repo, id, start).await?;
         if hasher.is_empty() {
             hasher = Hasher::new(digest.algorithm());
-        }
-        if start.is_some_and(|s| s != size) {
-            return Err(RegistryError::RangeInvalid { size });
         }
         let (size, hasher) = match body {
             Some(b) => self
@@ -206,6 +188,27 @@ impl Registry {
         self.abort_storage(id).await;
         self.meta.delete_upload(id).await?;
         Ok(())
+    }
+
+    /// Where a session of `repo` stands before an append: the bytes stored and the hasher over
+    /// them, checked against each other and against the chunk's declared `start`.
+    async fn resume(
+        &self,
+        repo: &RepoName,
+        id: &UploadId,
+        start: Option<u64>,
+    ) -> Result<(u64, Hasher)> {
+        let session = self.session(repo, id).await?;
+        let size = self
+            .storage
+            .upload_size(id)
+            .await?
+            .ok_or(RegistryError::UploadUnknown)?;
+        let hasher = session_hasher(&session, size)?;
+        if start.is_some_and(|s| s != size) {
+            return Err(RegistryError::RangeInvalid { size });
+        }
+        Ok((size, hasher))
     }
 
     async fn session(&self, repo: &RepoName, id: &UploadId) -> Result<UploadSession> {

@@ -25,18 +25,37 @@ struct Cli {
 enum Command {
     /// Run the registry (defaults: 0.0.0.0:5000, storage and metadata under ./data).
     Serve {
-        /// registry:2-style config.yml.
+        /// registry:2-style config.yml; `REGISTRY_*` variables override its keys.
         #[arg(short, long, env = "BERTH_CONFIG")]
         config: Option<PathBuf>,
     },
+    /// Inspect configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Validate a config file (plus `REGISTRY_*` overrides) and print the effective
+    /// configuration with secrets masked; exits non-zero when it is invalid.
+    Check {
+        /// The config.yml to check (none: defaults plus environment).
+        file: Option<PathBuf>,
+    },
+    /// Print the JSON Schema of the config file.
+    Schema,
 }
 
 fn main() -> ExitCode {
     tune_allocator();
     let cli = Cli::parse();
-    init_logging();
     let result = match cli.command {
         Command::Serve { config } => run_serve(config),
+        Command::Config(ConfigCommand::Check { file }) => check_config(file),
+        Command::Config(ConfigCommand::Schema) => {
+            print!("{}", config::schema_json());
+            Ok(())
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -48,15 +67,24 @@ fn main() -> ExitCode {
     }
 }
 
-fn run_serve(config: Option<PathBuf>) -> Result<(), serve::ServeError> {
-    let settings = match config {
-        Some(path) => config::Settings::load(&path)?,
-        None => config::Settings::default(),
-    };
+fn run_serve(path: Option<PathBuf>) -> Result<(), serve::ServeError> {
+    let loaded = config::load(path.as_deref(), std::env::vars())?;
+    init_logging(&loaded.settings.log);
+    for w in &loaded.warnings {
+        tracing::warn!(key = %w.key, "{}", w.message);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(serve::serve(settings))
+    runtime.block_on(serve::serve(loaded.settings))
+}
+
+fn check_config(path: Option<PathBuf>) -> Result<(), serve::ServeError> {
+    let loaded = config::load(path.as_deref(), std::env::vars())?;
+    let yaml = config::effective_yaml(&loaded)
+        .map_err(|e| serve::ServeError::Unsupported(format!("cannot print config: {e}")))?;
+    print!("{yaml}");
+    Ok(())
 }
 
 /// Caps glibc malloc at two arenas. Blob streaming allocates 1 MiB buffers on tokio's blocking
@@ -76,9 +104,9 @@ fn tune_allocator() {
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn tune_allocator() {}
 
-fn init_logging() {
+fn init_logging(log: &config::LogSettings) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("BERTH_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&log.level));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)

@@ -5,10 +5,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use berth_meta::sqlite::{SqliteOptions, SqliteStore};
+use berth_meta::MetaStore;
 use berth_registry::{Registry, RegistryOptions};
 use berth_storage::fs::FsBackend;
+use berth_storage::Backend;
 
-use crate::config::{ConfigError, Settings};
+use crate::config::{ConfigError, DatabaseSettings, Settings, StorageSettings};
 
 /// Why the server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -16,6 +18,9 @@ pub enum ServeError {
     /// Bad configuration.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// A configured feature this build cannot provide; refusing beats running unprotected.
+    #[error("{0}")]
+    Unsupported(String),
     /// Storage root, listener or runtime failure.
     #[error("{0}")]
     Io(#[from] std::io::Error),
@@ -24,18 +29,16 @@ pub enum ServeError {
     Meta(#[from] berth_meta::MetaError),
 }
 
-/// File name of the embedded metadata database, inside the storage root.
-pub const META_DB: &str = "berth-meta.sqlite";
-
 /// Runs the registry until a shutdown signal.
 pub async fn serve(settings: Settings) -> Result<(), ServeError> {
     let started = Instant::now();
+    refuse_unsupported(&settings)?;
     let registry = Arc::new(build_registry(&settings)?);
     let listener = tokio::net::TcpListener::bind(settings.bind_addr()).await?;
     let local = listener.local_addr()?;
     tracing::info!(
         addr = %local,
-        root = %settings.root.display(),
+        storage = ?settings.storage,
         delete_enabled = settings.delete_enabled,
         "berth {} ready in {:.1} ms",
         env!("CARGO_PKG_VERSION"),
@@ -49,14 +52,52 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
     Ok(())
 }
 
+/// Settings that parse but whose feature is not in this build yet.
+fn refuse_unsupported(s: &Settings) -> Result<(), ServeError> {
+    let missing = if s.tls.is_some() {
+        Some("http.tls (HTTPS)")
+    } else if s.auth.htpasswd.is_some() || s.auth.token.is_some() {
+        Some("auth (authentication)")
+    } else {
+        None
+    };
+    match missing {
+        Some(what) => Err(ServeError::Unsupported(format!(
+            "{what} is configured but not supported by this build; refusing to start rather than serve without it"
+        ))),
+        None => Ok(()),
+    }
+}
+
 fn build_registry(settings: &Settings) -> Result<Registry, ServeError> {
-    std::fs::create_dir_all(&settings.root)?;
-    let storage = FsBackend::new(&settings.root)?;
-    let meta = SqliteStore::open(&settings.root.join(META_DB), SqliteOptions::default())?;
+    let storage: Arc<dyn Backend> = match &settings.storage {
+        StorageSettings::Filesystem { root } => {
+            std::fs::create_dir_all(root)?;
+            Arc::new(FsBackend::new(root)?)
+        }
+        StorageSettings::S3(_) => {
+            return Err(ServeError::Unsupported(
+                "storage.s3 is not supported by this build yet".into(),
+            ))
+        }
+    };
+    let meta: Arc<dyn MetaStore> = match &settings.database {
+        DatabaseSettings::Sqlite { path } => {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir)?;
+            }
+            Arc::new(SqliteStore::open(path, SqliteOptions::default())?)
+        }
+        DatabaseSettings::Postgres { .. } => {
+            return Err(ServeError::Unsupported(
+                "a PostgreSQL database.url is not supported by this build yet".into(),
+            ))
+        }
+    };
     let opts = RegistryOptions {
         delete_enabled: settings.delete_enabled,
     };
-    Ok(Registry::new(Arc::new(storage), Arc::new(meta), opts))
+    Ok(Registry::new(storage, meta, opts))
 }
 
 async fn shutdown_signal() {

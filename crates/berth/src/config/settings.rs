@@ -1,0 +1,230 @@
+//! The checked settings the server runs with; built by [`super::validate`].
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Validated settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Settings {
+    /// Listen address as written (`:5000`, `127.0.0.1:5000`).
+    pub addr: String,
+    /// Path prefix without a trailing slash (`""` or `/registry`).
+    pub prefix: String,
+    /// External base URL, if configured.
+    pub host: Option<String>,
+    /// HTTPS settings.
+    pub tls: Option<TlsSettings>,
+    /// In-flight requests may run this long after SIGTERM.
+    pub drain_timeout: Duration,
+    /// Extra response headers.
+    pub headers: Vec<(String, String)>,
+    /// The debug listener (metrics, health), if any.
+    pub debug: Option<DebugSettings>,
+    /// Logging.
+    pub log: LogSettings,
+    /// Blob storage.
+    pub storage: StorageSettings,
+    /// `storage.delete.enabled`.
+    pub delete_enabled: bool,
+    /// `!storage.redirect.disable`: blob GETs may redirect to the backend.
+    pub redirect: bool,
+    /// Abandoned upload removal, if enabled.
+    pub upload_purging: Option<PurgeSettings>,
+    /// Metadata database.
+    pub database: DatabaseSettings,
+    /// Authentication.
+    pub auth: AuthSettings,
+    /// Webhook receivers.
+    pub notifications: Vec<EndpointSettings>,
+    /// Storage health check.
+    pub health: HealthSettings,
+}
+
+/// `http.tls`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsSettings {
+    /// PEM certificate chain.
+    pub certificate: PathBuf,
+    /// PEM private key.
+    pub key: PathBuf,
+    /// Client CA bundles (client-certificate auth when non-empty).
+    pub client_cas: Vec<PathBuf>,
+    /// Lowest TLS version accepted.
+    pub min_version: TlsVersion,
+}
+
+/// TLS protocol versions Berth accepts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TlsVersion {
+    /// TLS 1.2 (default).
+    Tls12,
+    /// TLS 1.3.
+    Tls13,
+}
+
+/// `http.debug`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DebugSettings {
+    /// Listen address.
+    pub addr: String,
+    /// Metrics path, when Prometheus exposition is on.
+    pub metrics_path: Option<String>,
+}
+
+/// `log`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogSettings {
+    /// `error`, `warn`, `info` or `debug`.
+    pub level: String,
+    /// JSON lines instead of text.
+    pub json: bool,
+    /// Static fields on every line.
+    pub fields: Vec<(String, String)>,
+    /// One line per request.
+    pub access_log: bool,
+}
+
+/// Where blobs live.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StorageSettings {
+    /// Local disk.
+    Filesystem {
+        /// Root directory.
+        root: PathBuf,
+    },
+    /// S3-compatible object storage.
+    S3(S3Settings),
+}
+
+/// `storage.s3`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct S3Settings {
+    /// Access key (else the AWS environment).
+    pub access_key: Option<String>,
+    /// Secret key.
+    pub secret_key: Option<String>,
+    /// Region.
+    pub region: String,
+    /// Endpoint URL for non-AWS services.
+    pub endpoint: Option<String>,
+    /// Bucket.
+    pub bucket: String,
+    /// Key prefix inside the bucket (no leading or trailing slash).
+    pub root: String,
+    /// Path-style addressing.
+    pub force_path_style: bool,
+    /// HTTPS when the endpoint has no scheme.
+    pub secure: bool,
+    /// Skip TLS verification.
+    pub skip_verify: bool,
+    /// Multipart part size in bytes.
+    pub chunk_size: u64,
+}
+
+/// `storage.maintenance.uploadpurging` when enabled.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PurgeSettings {
+    /// Sessions idle longer than this are removed.
+    pub age: Duration,
+    /// How often to look.
+    pub interval: Duration,
+    /// Only log.
+    pub dry_run: bool,
+}
+
+/// The metadata database.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DatabaseSettings {
+    /// Embedded SQLite file.
+    Sqlite {
+        /// Database file.
+        path: PathBuf,
+    },
+    /// PostgreSQL.
+    Postgres {
+        /// Connection URL.
+        url: String,
+        /// Pool size.
+        pool_size: u32,
+    },
+}
+
+/// `auth`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AuthSettings {
+    /// `auth.htpasswd`.
+    pub htpasswd: Option<HtpasswdSettings>,
+    /// `auth.token`.
+    pub token: Option<TokenSettings>,
+}
+
+/// `auth.htpasswd`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HtpasswdSettings {
+    /// Challenge realm.
+    pub realm: String,
+    /// File path.
+    pub path: PathBuf,
+}
+
+/// `auth.token` (external token server).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TokenSettings {
+    /// Token endpoint URL.
+    pub realm: String,
+    /// Service (audience).
+    pub service: String,
+    /// Issuer.
+    pub issuer: String,
+    /// Signing certificates.
+    pub root_cert_bundle: PathBuf,
+    /// Redirect challenges.
+    pub auto_redirect: bool,
+}
+
+/// One webhook receiver.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EndpointSettings {
+    /// Name in logs and metrics.
+    pub name: String,
+    /// Receiver URL (http or https).
+    pub url: String,
+    /// Request headers.
+    pub headers: Vec<(String, String)>,
+    /// Per-request timeout.
+    pub timeout: Duration,
+    /// Failures before backing off.
+    pub threshold: u32,
+    /// Initial backoff.
+    pub backoff: Duration,
+    /// Media types not sent.
+    pub ignored_media_types: Vec<String>,
+    /// Actions not sent.
+    pub ignored_actions: Vec<String>,
+}
+
+/// `health.storagedriver`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HealthSettings {
+    /// Periodic checks on.
+    pub enabled: bool,
+    /// Check interval.
+    pub interval: Duration,
+    /// Failures before unhealthy.
+    pub threshold: u32,
+}
+
+impl Settings {
+    /// The address to bind: a leading `:` means all interfaces, as in registry:2.
+    pub fn bind_addr(&self) -> String {
+        bind_addr(&self.addr)
+    }
+}
+
+/// `:5000` → `0.0.0.0:5000`; anything else unchanged.
+pub fn bind_addr(addr: &str) -> String {
+    match addr.strip_prefix(':') {
+        Some(port) => format!("0.0.0.0:{port}"),
+        None => addr.to_owned(),
+    }
+}

@@ -11,6 +11,7 @@
 //! indexed lookup. SQLite ([`sqlite::SqliteStore`]) is the zero-setup default; PostgreSQL follows
 //! behind the same trait and the same test [`suite`].
 
+pub mod ops;
 pub mod sqlite;
 #[cfg(any(test, feature = "suite"))]
 pub mod suite;

@@ -38,6 +38,7 @@
 
 mod conn;
 mod migrate;
+mod ops;
 mod read;
 #[cfg(test)]
 mod tests;

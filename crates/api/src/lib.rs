@@ -10,7 +10,6 @@ mod blobs;
 mod endpoint;
 mod error;
 mod listing;
-mod log;
 mod manifests;
 mod uploads;
 mod util;
@@ -26,6 +25,11 @@ use berth_oci::ErrorCode;
 use berth_registry::Registry;
 
 pub use endpoint::{Endpoint, PathError};
+
+/// Response extension naming the authenticated caller (user or robot), for access logs and
+/// webhook events outside the API. Absent for anonymous requests.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuthenticatedUser(pub String);
 pub use error::ApiError;
 
 use error::ApiResult;
@@ -40,10 +44,7 @@ const API_VERSION_HEADER: &str = "docker-distribution-api-version";
 
 /// The router serving the OCI Distribution API for `registry`.
 pub fn router(registry: Arc<Registry>) -> Router {
-    Router::new()
-        .fallback(dispatch)
-        .with_state(registry)
-        .layer(axum::middleware::from_fn(log::access_log))
+    Router::new().fallback(dispatch).with_state(registry)
 }
 
 async fn dispatch(State(reg): State<Arc<Registry>>, req: Request) -> Response {

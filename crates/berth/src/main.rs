@@ -4,10 +4,17 @@
 //! registry:2-shaped YAML into one validated [`config::Settings`], builds the storage backend and
 //! metadata store from it, and hands the library crates their own option structs.
 
+mod app;
 mod config;
+mod events;
+mod health;
+mod logging;
+mod metered;
+mod metrics;
+mod observe;
+mod purge;
 mod serve;
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -69,7 +76,7 @@ fn main() -> ExitCode {
 
 fn run_serve(path: Option<PathBuf>) -> Result<(), serve::ServeError> {
     let loaded = config::load(path.as_deref(), std::env::vars())?;
-    init_logging(&loaded.settings.log);
+    logging::init(&loaded.settings.log);
     for w in &loaded.warnings {
         tracing::warn!(key = %w.key, "{}", w.message);
     }
@@ -103,14 +110,3 @@ fn tune_allocator() {
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn tune_allocator() {}
-
-fn init_logging(log: &config::LogSettings) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("BERTH_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&log.level));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
-        .init();
-}

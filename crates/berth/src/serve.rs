@@ -4,13 +4,22 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
+use berth_meta::ops::{Inventory, Outbox};
 use berth_meta::sqlite::{SqliteOptions, SqliteStore};
 use berth_meta::MetaStore;
+use berth_notify::{EndpointConfig, Notifier, NotifierHandle};
 use berth_registry::{Registry, RegistryOptions};
 use berth_storage::fs::FsBackend;
 use berth_storage::Backend;
 
+use crate::app;
 use crate::config::{ConfigError, DatabaseSettings, Settings, StorageSettings};
+use crate::events::Events;
+use crate::health::Health;
+use crate::metered::Metered;
+use crate::metrics::Metrics;
+use crate::observe::Observe;
+use crate::purge;
 
 /// Why the server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -29,26 +38,122 @@ pub enum ServeError {
     Meta(#[from] berth_meta::MetaError),
 }
 
+/// The components built from settings.
+struct Components {
+    storage: Arc<dyn Backend>,
+    meta: Arc<dyn MetaStore>,
+    outbox: Arc<dyn Outbox>,
+    inventory: Arc<dyn Inventory>,
+    driver: &'static str,
+}
+
 /// Runs the registry until a shutdown signal.
 pub async fn serve(settings: Settings) -> Result<(), ServeError> {
     let started = Instant::now();
     refuse_unsupported(&settings)?;
-    let registry = Arc::new(build_registry(&settings)?);
+    let c = build_components(&settings)?;
+    let registry = Arc::new(Registry::new(
+        c.storage.clone(),
+        c.meta.clone(),
+        RegistryOptions {
+            delete_enabled: settings.delete_enabled,
+        },
+    ));
+    let health = Health::new(c.storage.clone(), c.meta.clone(), c.driver);
+    health.spawn_checker(&settings.health);
+    let metrics = Metrics::install(c.inventory.clone()).map_err(ServeError::Unsupported)?;
+    if let Some(p) = settings.upload_purging.clone() {
+        purge::spawn(p, c.inventory.clone(), c.meta.clone(), c.storage.clone());
+    }
+    let (events, notifier) = start_notifications(&settings, &c);
+    let observe = Arc::new(Observe {
+        access_log: settings.log.access_log,
+        events,
+        prefix: settings.prefix.clone(),
+    });
+    let metrics_path = settings.debug.as_ref().and_then(|d| d.metrics_path.clone());
+    if let Some(debug) = &settings.debug {
+        let router = app::debug_router(
+            health.clone(),
+            metrics_path.clone().map(|p| (p, metrics.clone())),
+        );
+        spawn_debug_listener(&debug.addr, router).await?;
+    }
+    let app = app::build(app::Parts {
+        registry,
+        health,
+        metrics_on_main: settings
+            .metrics_on_main
+            .then(|| ("/metrics".to_owned(), metrics)),
+        observe,
+        prefix: settings.prefix.clone(),
+        headers: settings.headers.clone(),
+    });
     let listener = tokio::net::TcpListener::bind(settings.bind_addr()).await?;
     let local = listener.local_addr()?;
     tracing::info!(
         addr = %local,
-        storage = ?settings.storage,
+        storage = c.driver,
         delete_enabled = settings.delete_enabled,
         "berth {} ready in {:.1} ms",
         env!("CARGO_PKG_VERSION"),
         started.elapsed().as_secs_f64() * 1000.0
     );
-    let app = berth_api::router(registry).into_make_service_with_connect_info::<SocketAddr>();
+    let app = app.into_make_service_with_connect_info::<SocketAddr>();
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await?;
+    if let Some(n) = notifier {
+        n.shutdown().await;
+    }
     tracing::info!("berth stopped");
+    Ok(())
+}
+
+fn start_notifications(
+    settings: &Settings,
+    c: &Components,
+) -> (Option<Events>, Option<NotifierHandle>) {
+    if settings.notifications.is_empty() {
+        return (None, None);
+    }
+    let endpoints = settings
+        .notifications
+        .iter()
+        .map(|e| EndpointConfig {
+            name: e.name.clone(),
+            url: e.url.clone(),
+            headers: e.headers.clone(),
+            timeout: e.timeout,
+            threshold: e.threshold,
+            backoff: e.backoff,
+            ignored_media_types: e.ignored_media_types.clone(),
+            ignored_actions: e.ignored_actions.clone(),
+        })
+        .collect();
+    let (notifier, handle) = Notifier::start(
+        endpoints,
+        c.outbox.clone(),
+        c.meta.clone(),
+        settings.addr.clone(),
+    );
+    let events = Events::new(
+        notifier,
+        settings.host.clone(),
+        settings.prefix.clone(),
+        settings.tls.is_some(),
+    );
+    (Some(events), Some(handle))
+}
+
+async fn spawn_debug_listener(addr: &str, router: axum::Router) -> Result<(), ServeError> {
+    let listener = tokio::net::TcpListener::bind(crate::config::bind_addr(addr)).await?;
+    tracing::info!(addr = %listener.local_addr()?, "debug listener (metrics, health) ready");
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, router).await {
+            tracing::error!(error = %e, "debug listener failed");
+        }
+    });
     Ok(())
 }
 
@@ -69,11 +174,11 @@ fn refuse_unsupported(s: &Settings) -> Result<(), ServeError> {
     }
 }
 
-fn build_registry(settings: &Settings) -> Result<Registry, ServeError> {
-    let storage: Arc<dyn Backend> = match &settings.storage {
+fn build_components(settings: &Settings) -> Result<Components, ServeError> {
+    let (storage, driver): (Arc<dyn Backend>, &'static str) = match &settings.storage {
         StorageSettings::Filesystem { root } => {
             std::fs::create_dir_all(root)?;
-            Arc::new(FsBackend::new(root)?)
+            (Arc::new(FsBackend::new(root)?), "filesystem")
         }
         StorageSettings::S3(_) => {
             return Err(ServeError::Unsupported(
@@ -81,12 +186,13 @@ fn build_registry(settings: &Settings) -> Result<Registry, ServeError> {
             ))
         }
     };
-    let meta: Arc<dyn MetaStore> = match &settings.database {
+    let storage: Arc<dyn Backend> = Arc::new(Metered::new(storage, driver));
+    let sqlite = match &settings.database {
         DatabaseSettings::Sqlite { path } => {
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir)?;
             }
-            Arc::new(SqliteStore::open(path, SqliteOptions::default())?)
+            SqliteStore::open(path, SqliteOptions::default())?
         }
         DatabaseSettings::Postgres { .. } => {
             return Err(ServeError::Unsupported(
@@ -94,10 +200,13 @@ fn build_registry(settings: &Settings) -> Result<Registry, ServeError> {
             ))
         }
     };
-    let opts = RegistryOptions {
-        delete_enabled: settings.delete_enabled,
-    };
-    Ok(Registry::new(storage, meta, opts))
+    Ok(Components {
+        storage,
+        meta: Arc::new(sqlite.clone()),
+        outbox: Arc::new(sqlite.clone()),
+        inventory: Arc::new(sqlite),
+        driver,
+    })
 }
 
 async fn shutdown_signal() {

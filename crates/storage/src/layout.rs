@@ -5,7 +5,8 @@
 //! ├── docker/registry/v2/              registry:2-compatible content-addressed blobs
 //! │   └── blobs/<alg>/<hex[0..2]>/<hex>/data
 //! └── berth/v1/                        Berth's own, versioned prefix
-//!     └── uploads/<upload-id>/data     bytes of an in-progress upload session
+//!     ├── uploads/<upload-id>/data     bytes of an in-progress upload session
+//!     └── health/probe                 never written; readiness checks `stat` it
 //! ```
 //!
 //! Blob keys match registry:2's so an existing registry:2 root can be adopted in place. Keys are
@@ -71,6 +72,11 @@ pub fn blob(d: &Digest) -> Key {
 /// Key of an upload session's bytes (used by backends that keep uploads as objects).
 pub fn upload(id: &UploadId) -> Key {
     Key(format!("{UPLOADS}{id}/data"))
+}
+
+/// Key that readiness checks `stat`: reaching the backend is the check, the object never exists.
+pub fn health_probe() -> Key {
+    Key("berth/v1/health/probe".into())
 }
 
 #[cfg(test)]

@@ -35,6 +35,18 @@ pub struct ConfigFile {
     pub health: Health,
     /// Berth: the metadata database (embedded SQLite unless a PostgreSQL URL is given).
     pub database: Database,
+    /// Berth: Prometheus metrics on the main port.
+    pub metrics: MetricsSection,
+}
+
+/// `metrics` (Berth).
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(default)]
+#[schemars(deny_unknown_fields)]
+pub struct MetricsSection {
+    /// Serve `/metrics` on the main listener too (registry:2 serves them only on
+    /// `http.debug.addr`, which stays the recommended place).
+    pub enabled: Flag,
 }
 
 /// `log`.
@@ -161,8 +173,6 @@ pub struct Redirect {
 pub struct Maintenance {
     /// Removal of abandoned upload sessions.
     pub uploadpurging: UploadPurging,
-    /// Read-only mode: pushes and deletes are refused.
-    pub readonly: Enabled,
 }
 
 /// `storage.maintenance.uploadpurging` (registry:2 defaults: on, 168h, every 24h).

@@ -20,6 +20,8 @@ pub struct Settings {
     pub headers: Vec<(String, String)>,
     /// The debug listener (metrics, health), if any.
     pub debug: Option<DebugSettings>,
+    /// Serve `/metrics` on the main listener.
+    pub metrics_on_main: bool,
     /// Logging.
     pub log: LogSettings,
     /// Blob storage.

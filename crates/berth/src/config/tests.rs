@@ -126,6 +126,8 @@ health:
 database:
   url: postgres://berth:pw@db:5432/berth
   poolsize: 8
+metrics:
+  enabled: true
 "#;
 
 #[test]
@@ -148,6 +150,7 @@ fn every_key() {
     let debug = s.debug.unwrap();
     assert_eq!(debug.addr, "127.0.0.1:5002");
     assert_eq!(debug.metrics_path.as_deref(), Some("/metrics"));
+    assert!(s.metrics_on_main);
     assert_eq!(s.log.level, "debug");
     assert!(s.log.json && !s.log.access_log);
     assert_eq!(s.log.fields.len(), 2);
@@ -284,11 +287,12 @@ fn seed_compose_minio_s3() {
 #[test]
 fn seed_s3_config_file_and_mirror_warn_for_unimplemented_keys() {
     let l = ok(
-        "version: 0.1\nstorage:\n  s3:\n    accesskey: AKIAIOSFODNN7EXAMPLE\n    secretkey: wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY\n    region: us-east-1\n    bucket: my-docker-registry\n    rootdirectory: /registry\n  delete:\n    enabled: true\n  cache:\n    blobdescriptor: inmemory\nproxy:\n  remoteurl: https://registry-1.docker.io\n  username: u\n  password: p\ndatabase:\n  url: sqlite:///var/lib/berth/meta.sqlite\n",
+        "version: 0.1\nstorage:\n  s3:\n    accesskey: AKIAIOSFODNN7EXAMPLE\n    secretkey: wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY\n    region: us-east-1\n    bucket: my-docker-registry\n    rootdirectory: /registry\n  delete:\n    enabled: true\n  cache:\n    blobdescriptor: inmemory\n  maintenance:\n    readonly:\n      enabled: true\nproxy:\n  remoteurl: https://registry-1.docker.io\n  username: u\n  password: p\ndatabase:\n  url: sqlite:///var/lib/berth/meta.sqlite\n",
         &[],
     );
     let keys: Vec<&str> = l.warnings.iter().map(|w| w.key.as_str()).collect();
     assert!(keys.contains(&"storage.cache"), "{keys:?}");
+    assert!(keys.contains(&"storage.maintenance.readonly"), "{keys:?}");
     assert!(keys.iter().any(|k| k.starts_with("proxy")), "{keys:?}");
     assert!(
         l.warnings
@@ -433,6 +437,7 @@ fn invalid_values_name_the_key() {
         "health.storagedriver.interval"
     );
     assert_eq!(err_key("http: [1, 2]\n", &[]), "http");
+    assert_eq!(err_key("http:\n  net: unix\n", &[]), "http.net");
 }
 
 #[test]

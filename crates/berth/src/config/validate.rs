@@ -28,6 +28,14 @@ pub fn settings(f: &ConfigFile, warnings: &mut Vec<Warning>) -> R<Settings> {
     let storage = storage(&f.storage)?;
     let database = database(&f.database, &storage, warnings)?;
     let http = &f.http;
+    if let Some(net) = http.net.as_ref().map(Text::as_str) {
+        if !matches!(net, "tcp" | "tcp4" | "tcp6") {
+            return Err(ConfigError::value(
+                "http.net",
+                format!("{net:?} is not supported; only tcp listeners are"),
+            ));
+        }
+    }
     Ok(Settings {
         addr: addr(
             "http.addr",
@@ -39,6 +47,7 @@ pub fn settings(f: &ConfigFile, warnings: &mut Vec<Warning>) -> R<Settings> {
         drain_timeout: http.draintimeout.map_or(Duration::from_secs(30), |d| d.0),
         headers: headers("http.headers", &http.headers)?,
         debug: debug(http.debug.as_ref())?,
+        metrics_on_main: f.metrics.enabled.0,
         log: log(&f.log)?,
         delete_enabled: f.storage.delete.enabled.0,
         redirect: !f.storage.redirect.disable.0,

@@ -1,0 +1,125 @@
+//! Prometheus metrics: the recorder, the exposition handler, and the gauges read at scrape time.
+//!
+//! `metrics` + `metrics-exporter-prometheus` (without its HTTP server): instrumentation stays a
+//! one-line macro at each site, and the exposition is served by our own router on
+//! `http.debug.addr` (registry:2's place) or the main port.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use berth_meta::ops::Inventory;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+/// Latency buckets in seconds: sub-millisecond manifest hits up to minute-long blob transfers.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    60.0,
+];
+
+/// What the exposition handler needs.
+#[derive(Clone)]
+pub struct Metrics {
+    handle: PrometheusHandle,
+    inventory: Arc<dyn Inventory>,
+}
+
+impl Metrics {
+    /// Installs the global recorder. Fails only if another recorder was installed.
+    pub fn install(inventory: Arc<dyn Inventory>) -> Result<Metrics, String> {
+        let handle = PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
+            .map_err(|e| e.to_string())?
+            .install_recorder()
+            .map_err(|e| e.to_string())?;
+        metrics::gauge!("berth_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+        describe();
+        Ok(Metrics { handle, inventory })
+    }
+
+    /// Renders the text exposition after refreshing the inventory gauges.
+    pub async fn render(&self) -> Response {
+        let counts = tokio::time::timeout(Duration::from_secs(2), self.inventory.counts()).await;
+        match counts {
+            Ok(Ok(c)) => {
+                metrics::gauge!("berth_repositories").set(c.repositories as f64);
+                metrics::gauge!("berth_manifests").set(c.manifests as f64);
+                metrics::gauge!("berth_blobs").set(c.blobs as f64);
+                metrics::gauge!("berth_upload_sessions_active").set(c.uploads as f64);
+            }
+            Ok(Err(e)) => tracing::warn!(error = %e, "metrics: cannot count objects"),
+            Err(_) => tracing::warn!("metrics: counting objects timed out"),
+        }
+        let body = self.handle.render();
+        (
+            StatusCode::OK,
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            body,
+        )
+            .into_response()
+    }
+}
+
+fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    describe_counter!(
+        "berth_http_requests_total",
+        "HTTP requests by endpoint, method and status"
+    );
+    describe_histogram!(
+        "berth_http_request_duration_seconds",
+        Unit::Seconds,
+        "Time to the response head, by endpoint and method"
+    );
+    describe_counter!(
+        "berth_http_request_bytes_total",
+        Unit::Bytes,
+        "Request body bytes received"
+    );
+    describe_counter!(
+        "berth_http_response_bytes_total",
+        Unit::Bytes,
+        "Response body bytes sent"
+    );
+    describe_histogram!(
+        "berth_storage_operation_duration_seconds",
+        Unit::Seconds,
+        "Storage backend call latency by backend and operation"
+    );
+    describe_counter!(
+        "berth_storage_errors_total",
+        "Storage backend errors by backend and operation"
+    );
+    describe_gauge!(
+        "berth_storage_healthy",
+        "1 while the periodic storage check passes"
+    );
+    describe_gauge!("berth_repositories", "Known repositories");
+    describe_gauge!("berth_manifests", "Stored manifests");
+    describe_gauge!("berth_blobs", "Distinct blobs");
+    describe_gauge!(
+        "berth_upload_sessions_active",
+        "Upload sessions in progress"
+    );
+    describe_gauge!("berth_build_info", "Build information");
+    describe_gauge!(
+        "berth_notifications_pending",
+        "Webhook events waiting, by endpoint"
+    );
+    describe_counter!(
+        "berth_notifications_sent_total",
+        "Webhook events delivered, by endpoint"
+    );
+    describe_counter!(
+        "berth_notifications_failed_total",
+        "Failed webhook requests, by endpoint"
+    );
+    describe_counter!(
+        "berth_notifications_dropped_total",
+        "Webhook events dropped (queue full)"
+    );
+}

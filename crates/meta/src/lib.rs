@@ -30,9 +30,13 @@ pub enum MetaError {
     /// An index references a manifest not present in its repository.
     #[error("index references manifest {0} unknown to the repository")]
     MissingManifest(Digest),
-    /// The database failed or is unreachable; details are logged, never sent to clients.
+    /// The database failed; details are logged, never sent to clients.
     #[error("metadata database error: {0}")]
     Database(String),
+    /// The database cannot be reached right now (connection refused or lost, server shutting
+    /// down, no free connection): the request may succeed when retried. Answered with 503.
+    #[error("metadata database unavailable: {0}")]
+    Unavailable(String),
 }
 
 /// Result alias for metadata operations.

@@ -8,10 +8,13 @@
 //! transaction, so a manifest, its links and its tags appear together or not at all.
 //!
 //! Manifest bytes (≤ 4 MiB) are stored in the database, byte-exact, so a manifest pull is a single
-//! indexed lookup. SQLite ([`sqlite::SqliteStore`]) is the zero-setup default; PostgreSQL follows
-//! behind the same trait and the same test [`suite`].
+//! indexed lookup. SQLite ([`sqlite::SqliteStore`]) is the zero-setup default; PostgreSQL
+//! (`postgres::PostgresStore`, feature `postgres`) serves several replicas sharing one database.
+//! Both pass the same test [`suite`].
 
 pub mod ops;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 pub mod sqlite;
 #[cfg(any(test, feature = "suite"))]
 pub mod suite;

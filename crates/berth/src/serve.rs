@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
+use berth_meta::postgres::{PostgresOptions, PostgresStore};
 use berth_meta::sqlite::{SqliteOptions, SqliteStore};
 use berth_meta::MetaStore;
 use berth_registry::{Registry, RegistryOptions};
@@ -33,7 +34,7 @@ pub enum ServeError {
 pub async fn serve(settings: Settings) -> Result<(), ServeError> {
     let started = Instant::now();
     refuse_unsupported(&settings)?;
-    let registry = Arc::new(build_registry(&settings)?);
+    let registry = Arc::new(build_registry(&settings).await?);
     let listener = tokio::net::TcpListener::bind(settings.bind_addr()).await?;
     let local = listener.local_addr()?;
     tracing::info!(
@@ -69,7 +70,7 @@ fn refuse_unsupported(s: &Settings) -> Result<(), ServeError> {
     }
 }
 
-fn build_registry(settings: &Settings) -> Result<Registry, ServeError> {
+async fn build_registry(settings: &Settings) -> Result<Registry, ServeError> {
     let storage: Arc<dyn Backend> = match &settings.storage {
         StorageSettings::Filesystem { root } => {
             std::fs::create_dir_all(root)?;
@@ -88,10 +89,12 @@ fn build_registry(settings: &Settings) -> Result<Registry, ServeError> {
             }
             Arc::new(SqliteStore::open(path, SqliteOptions::default())?)
         }
-        DatabaseSettings::Postgres { .. } => {
-            return Err(ServeError::Unsupported(
-                "a PostgreSQL database.url is not supported by this build yet".into(),
-            ))
+        DatabaseSettings::Postgres { url, pool_size } => {
+            let opts = PostgresOptions {
+                pool_size: usize::try_from(*pool_size).unwrap_or(usize::MAX),
+                ..PostgresOptions::new(url.clone())
+            };
+            Arc::new(PostgresStore::connect(&opts).await?)
         }
     };
     let opts = RegistryOptions {

@@ -34,6 +34,7 @@
 //!   `verify-full`; `sslmode=disable` turns TLS off.
 
 mod migrate;
+mod ops;
 mod pool;
 pub mod read;
 mod write;

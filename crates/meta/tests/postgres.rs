@@ -1,6 +1,6 @@
 //! What only the PostgreSQL store has: two replicas (two pools) racing on one database,
-//! migrations run concurrently, a server restart under load, and the query plans of the hot
-//! read statements. Each test starts its own throwaway cluster (see `pg/mod.rs`).
+//! migrations run concurrently, a server restart under load, the query plans of the hot read
+//! statements, and the outbox/inventory role traits. Each test starts its own throwaway cluster (see `pg/mod.rs`).
 
 mod pg;
 
@@ -9,9 +9,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use berth_meta::ops::{Counts, Inventory, Outbox};
 use berth_meta::postgres::{read, PostgresStore, SCHEMA_VERSION};
-use berth_meta::{MetaError, MetaStore, NewManifest};
-use berth_oci::{Digest, Reference, RepoName, Tag};
+use berth_meta::{MetaError, MetaStore, NewManifest, UploadSession};
+use berth_oci::{Digest, Reference, RepoName, Tag, UploadId};
 use bytes::Bytes;
 use pg::PgCluster;
 
@@ -198,7 +199,7 @@ async fn migrations_run_once_under_concurrency_and_refuse_newer_schemas() {
         .collect();
     let applied = join_all(tasks).await;
     let total: Vec<&String> = applied.iter().flatten().collect();
-    assert_eq!(total, ["0001_init"], "{applied:?}");
+    assert_eq!(total, ["0001_init", "0002_outbox"], "{applied:?}");
     let store = cluster.store().await;
     assert_eq!(store.migrate().await.expect("again"), Vec::<String>::new());
     let versions = "SELECT count(*) FROM berth_schema_migrations";
@@ -433,4 +434,153 @@ async fn hot_read_statements_use_indexes() {
             panic!("{name}: {problem}\n{}", plan.join("\n"));
         }
     }
+}
+
+/// The outbox is a FIFO per endpoint; acking removes a prefix; counts and stale uploads are
+/// read from the whole store.
+#[tokio::test]
+async fn outbox_and_inventory_work_like_sqlite() {
+    let cluster = PgCluster::start();
+    let s = cluster.store().await;
+    let ev = |e: &str, p: &str| (e.to_owned(), Bytes::from(p.to_owned()));
+    s.enqueue(&[ev("a", "1"), ev("b", "x"), ev("a", "2"), ev("a", "3")])
+        .await
+        .expect("enqueue");
+    s.enqueue(&[]).await.expect("empty enqueue");
+    assert_eq!(s.pending_count("a").await.expect("count"), 3);
+    let first = s.pending("a", 2).await.expect("pending");
+    let payloads: Vec<&[u8]> = first.iter().map(|e| e.payload.as_ref()).collect();
+    assert_eq!(payloads, [b"1".as_ref(), b"2".as_ref()]);
+    s.ack("a", first[1].id).await.expect("ack");
+    let rest = s.pending("a", 10).await.expect("pending");
+    assert_eq!(rest.len(), 1);
+    assert_eq!(rest[0].payload.as_ref(), b"3");
+    assert_eq!(s.pending_count("b").await.expect("count"), 1);
+
+    assert_eq!(s.counts().await.expect("counts"), Counts::default());
+    let r = repo("inv/app");
+    s.link_blob(&r, &Digest::sha256_of(b"x"), 3)
+        .await
+        .expect("link");
+    for (byte, at) in [(1u8, 100), (2u8, 10_000)] {
+        let session = UploadSession {
+            id: UploadId::from_random([byte; 16]),
+            repo: r.clone(),
+            started_at: at,
+            hash_state: Vec::new(),
+        };
+        s.create_upload(&session).await.expect("create upload");
+    }
+    let c = s.counts().await.expect("counts");
+    assert_eq!(
+        (c.repositories, c.blobs, c.uploads, c.manifests),
+        (1, 1, 2, 0)
+    );
+    let stale = s.stale_uploads(5_000, 10).await.expect("stale");
+    assert_eq!(stale, [UploadId::from_random([1; 16])]);
+}
+
+/// Two replicas enqueue batches concurrently while a deliverer reads and acks prefixes: every
+/// event is delivered exactly once, each producer's events in the order it enqueued them (an
+/// ack never removes an event the deliverer has not seen).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn outbox_delivers_concurrent_enqueues_exactly_once_in_order() {
+    const PRODUCER_EVENTS: usize = 2000;
+    const BATCH: usize = 250;
+    let cluster = PgCluster::start();
+    let stores = replicas(&cluster).await;
+    // Big batches keep each enqueue's ids allocated-but-uncommitted for a while: without the
+    // table lock, the deliverer would see a later batch first and ack over an earlier one.
+    let producers: Vec<_> = (0..6)
+        .map(|p| {
+            let s = Arc::clone(&stores[p % 2]);
+            tokio::spawn(async move {
+                for b in 0..PRODUCER_EVENTS / BATCH {
+                    let batch: Vec<_> = (b * BATCH..(b + 1) * BATCH)
+                        .map(|i| ("hook".to_string(), Bytes::from(format!("{p}:{i:04}"))))
+                        .collect();
+                    s.enqueue(&batch).await?;
+                }
+                Ok(())
+            })
+        })
+        .collect();
+    let deliverer = Arc::clone(&stores[1]);
+    let mut seen: Vec<String> = Vec::new();
+    loop {
+        let done = producers.iter().all(|t| t.is_finished());
+        let page = deliverer.pending("hook", 50).await.expect("pending");
+        if let Some(last) = page.last() {
+            deliverer.ack("hook", last.id).await.expect("ack");
+        }
+        let empty = page.is_empty();
+        seen.extend(
+            page.iter()
+                .map(|e| String::from_utf8_lossy(&e.payload).into_owned()),
+        );
+        if done && empty {
+            break;
+        }
+    }
+    join_all(producers).await;
+    assert_eq!(seen.len(), 6 * PRODUCER_EVENTS, "lost or duplicated events");
+    for p in 0..6 {
+        let mine: Vec<&String> = seen
+            .iter()
+            .filter(|s| s.starts_with(&format!("{p}:")))
+            .collect();
+        let expected: Vec<String> = (0..PRODUCER_EVENTS)
+            .map(|i| format!("{p}:{i:04}"))
+            .collect();
+        assert_eq!(mine, expected.iter().collect::<Vec<_>>(), "producer {p}");
+    }
+}
+
+/// An enqueue waits for any transaction that is inserting into the outbox, so ids commit in
+/// order: here a raw transaction holds an uncommitted event (an in-flight enqueue elsewhere) and
+/// the store's enqueue must queue behind it rather than commit a later id first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enqueue_waits_for_an_in_flight_enqueue() {
+    let cluster = PgCluster::start();
+    let store = Arc::new(cluster.store().await);
+    let mut raw = cluster.client().await;
+    let tx = raw.transaction().await.expect("begin");
+    tx.execute(
+        "INSERT INTO outbox (endpoint, payload, created_at) VALUES ('hook', 'first', 0)",
+        &[],
+    )
+    .await
+    .expect("in-flight insert");
+    let s = Arc::clone(&store);
+    let second = tokio::spawn(async move {
+        s.enqueue(&[("hook".into(), Bytes::from_static(b"second"))])
+            .await
+    });
+    let waiting = "SELECT count(*) FROM pg_locks \
+                   WHERE relation = 'outbox'::regclass AND NOT granted";
+    let watcher = cluster.client().await;
+    loop {
+        assert!(
+            !second.is_finished(),
+            "enqueue committed while an earlier one was in flight"
+        );
+        let row = watcher.query_one(waiting, &[]).await.expect("pg_locks");
+        if row.get::<_, i64>(0) > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tx.commit().await.expect("commit");
+    second.await.expect("task").expect("enqueue");
+    let order: Vec<Bytes> = store
+        .pending("hook", 10)
+        .await
+        .expect("pending")
+        .into_iter()
+        .map(|e| e.payload)
+        .collect();
+    assert_eq!(
+        order,
+        [Bytes::from_static(b"first"), Bytes::from_static(b"second")]
+    );
 }

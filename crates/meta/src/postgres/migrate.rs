@@ -12,10 +12,16 @@ use super::pool::Fail;
 use crate::{MetaError, Result};
 
 /// Every migration, in order. Append only; never edit a released file.
-const MIGRATIONS: &[(&str, &str)] = &[(
-    "0001_init",
-    include_str!("../../migrations/postgres/0001_init.sql"),
-)];
+const MIGRATIONS: &[(&str, &str)] = &[
+    (
+        "0001_init",
+        include_str!("../../migrations/postgres/0001_init.sql"),
+    ),
+    (
+        "0002_outbox",
+        include_str!("../../migrations/postgres/0002_outbox.sql"),
+    ),
+];
 
 /// The schema version this build writes.
 pub const LATEST: i32 = MIGRATIONS.len() as i32;

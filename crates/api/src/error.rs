@@ -93,7 +93,7 @@ impl From<RegistryError> for ApiError {
     fn from(e: RegistryError) -> Self {
         if e.is_internal() {
             tracing::error!(error = %e, "request failed");
-            return ApiError::new(e.code());
+            return ApiError::msg(e.code(), e.public_message());
         }
         let mut err = ApiError::msg(e.code(), e.to_string());
         if let Some(d) = e.detail() {
@@ -120,3 +120,23 @@ impl From<PathError> for ApiError {
 
 /// Shorthand result for handlers.
 pub type ApiResult = Result<Response, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use berth_meta::MetaError;
+
+    #[tokio::test]
+    async fn an_unavailable_metadata_database_answers_503_with_oci_json() {
+        let e = RegistryError::from(MetaError::Unavailable("postgres: 10.0.0.7 refused".into()));
+        let resp = ApiError::from(e).into_response();
+        assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let body = axum::body::to_bytes(resp.into_body(), 4096)
+            .await
+            .expect("body");
+        let json: serde_json::Value = serde_json::from_slice(&body).expect("json");
+        assert_eq!(json["errors"][0]["code"], "UNAVAILABLE");
+        let message = json["errors"][0]["message"].as_str().unwrap_or_default();
+        assert_eq!(message, "metadata database unavailable; retry later");
+    }
+}

@@ -11,6 +11,7 @@ mod health;
 mod logging;
 mod metered;
 mod metrics;
+mod migrate_db;
 mod observe;
 mod purge;
 mod serve;
@@ -39,6 +40,17 @@ enum Command {
     /// Inspect configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Apply pending PostgreSQL metadata migrations and exit (`serve` also applies them).
+    MigrateDb {
+        /// The config.yml whose `database.url` names the database (`REGISTRY_DATABASE_URL`
+        /// overrides it, as for `serve`).
+        #[arg(short, long, env = "BERTH_CONFIG")]
+        config: Option<PathBuf>,
+        /// The database instead of the config's:
+        /// postgres://user:password@host:port/dbname[?sslmode=require&sslrootcert=/ca.pem]
+        #[arg(long)]
+        database_url: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -63,6 +75,10 @@ fn main() -> ExitCode {
             print!("{}", config::schema_json());
             Ok(())
         }
+        Command::MigrateDb {
+            config,
+            database_url,
+        } => run_migrate_db(config, database_url),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -91,6 +107,33 @@ fn check_config(path: Option<PathBuf>) -> Result<(), serve::ServeError> {
     let yaml = config::effective_yaml(&loaded)
         .map_err(|e| serve::ServeError::Unsupported(format!("cannot print config: {e}")))?;
     print!("{yaml}");
+    Ok(())
+}
+
+fn run_migrate_db(path: Option<PathBuf>, url: Option<String>) -> Result<(), serve::ServeError> {
+    let loaded = config::load(path.as_deref(), std::env::vars())?;
+    logging::init(&loaded.settings.log);
+    let url = match (url, &loaded.settings.database) {
+        (Some(url), _) => url,
+        (None, config::DatabaseSettings::Postgres { url, .. }) => url.clone(),
+        (None, config::DatabaseSettings::Sqlite { .. }) => {
+            return Err(serve::ServeError::Unsupported(
+                "migrate-db needs a PostgreSQL database: set database.url (or \
+                 REGISTRY_DATABASE_URL) to postgres://…, or pass --database-url; the embedded \
+                 SQLite database migrates itself when serve opens it"
+                    .into(),
+            ))
+        }
+    };
+    let applied = migrate_db::run(&url)?;
+    if applied.is_empty() {
+        println!(
+            "metadata schema is current (version {})",
+            berth_meta::postgres::SCHEMA_VERSION
+        );
+    } else {
+        println!("applied migrations: {}", applied.join(", "));
+    }
     Ok(())
 }
 

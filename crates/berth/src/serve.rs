@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use berth_meta::ops::{Inventory, Outbox};
+use berth_meta::postgres::{PostgresOptions, PostgresStore};
 use berth_meta::sqlite::{SqliteOptions, SqliteStore};
 use berth_meta::MetaStore;
 use berth_notify::{EndpointConfig, Notifier, NotifierHandle};
@@ -51,7 +52,7 @@ struct Components {
 pub async fn serve(settings: Settings) -> Result<(), ServeError> {
     let started = Instant::now();
     refuse_unsupported(&settings)?;
-    let c = build_components(&settings)?;
+    let c = build_components(&settings).await?;
     let registry = Arc::new(Registry::new(
         c.storage.clone(),
         c.meta.clone(),
@@ -174,7 +175,7 @@ fn refuse_unsupported(s: &Settings) -> Result<(), ServeError> {
     }
 }
 
-fn build_components(settings: &Settings) -> Result<Components, ServeError> {
+async fn build_components(settings: &Settings) -> Result<Components, ServeError> {
     let (storage, driver): (Arc<dyn Backend>, &'static str) = match &settings.storage {
         StorageSettings::Filesystem { root } => {
             std::fs::create_dir_all(root)?;
@@ -187,24 +188,29 @@ fn build_components(settings: &Settings) -> Result<Components, ServeError> {
         }
     };
     let storage: Arc<dyn Backend> = Arc::new(Metered::new(storage, driver));
-    let sqlite = match &settings.database {
-        DatabaseSettings::Sqlite { path } => {
-            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir)?;
+    let (meta, outbox, inventory): (Arc<dyn MetaStore>, Arc<dyn Outbox>, Arc<dyn Inventory>) =
+        match &settings.database {
+            DatabaseSettings::Sqlite { path } => {
+                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir)?;
+                }
+                let db = SqliteStore::open(path, SqliteOptions::default())?;
+                (Arc::new(db.clone()), Arc::new(db.clone()), Arc::new(db))
             }
-            SqliteStore::open(path, SqliteOptions::default())?
-        }
-        DatabaseSettings::Postgres { .. } => {
-            return Err(ServeError::Unsupported(
-                "a PostgreSQL database.url is not supported by this build yet".into(),
-            ))
-        }
-    };
+            DatabaseSettings::Postgres { url, pool_size } => {
+                let opts = PostgresOptions {
+                    pool_size: usize::try_from(*pool_size).unwrap_or(usize::MAX),
+                    ..PostgresOptions::new(url.clone())
+                };
+                let db = PostgresStore::connect(&opts).await?;
+                (Arc::new(db.clone()), Arc::new(db.clone()), Arc::new(db))
+            }
+        };
     Ok(Components {
         storage,
-        meta: Arc::new(sqlite.clone()),
-        outbox: Arc::new(sqlite.clone()),
-        inventory: Arc::new(sqlite),
+        meta,
+        outbox,
+        inventory,
         driver,
     })
 }

@@ -8,10 +8,13 @@
 //! transaction, so a manifest, its links and its tags appear together or not at all.
 //!
 //! Manifest bytes (≤ 4 MiB) are stored in the database, byte-exact, so a manifest pull is a single
-//! indexed lookup. SQLite ([`sqlite::SqliteStore`]) is the zero-setup default; PostgreSQL follows
-//! behind the same trait and the same test [`suite`].
+//! indexed lookup. SQLite ([`sqlite::SqliteStore`]) is the zero-setup default; PostgreSQL
+//! (`postgres::PostgresStore`, feature `postgres`) serves several replicas sharing one database.
+//! Both pass the same test [`suite`].
 
 pub mod ops;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 pub mod sqlite;
 #[cfg(any(test, feature = "suite"))]
 pub mod suite;
@@ -30,9 +33,13 @@ pub enum MetaError {
     /// An index references a manifest not present in its repository.
     #[error("index references manifest {0} unknown to the repository")]
     MissingManifest(Digest),
-    /// The database failed or is unreachable; details are logged, never sent to clients.
+    /// The database failed; details are logged, never sent to clients.
     #[error("metadata database error: {0}")]
     Database(String),
+    /// The database cannot be reached right now (connection refused or lost, server shutting
+    /// down, no free connection): the request may succeed when retried. Answered with 503.
+    #[error("metadata database unavailable: {0}")]
+    Unavailable(String),
 }
 
 /// Result alias for metadata operations.

@@ -77,7 +77,18 @@ impl RegistryError {
             NameUnknown => ErrorCode::NameUnknown,
             SizeInvalid(_) => ErrorCode::SizeInvalid,
             Unsupported(_) => ErrorCode::Unsupported,
+            Meta(MetaError::Unavailable(_)) => ErrorCode::Unavailable,
             Storage(_) | Meta(_) => ErrorCode::Unknown,
+        }
+    }
+
+    /// The message a client sees for an internal error: what kind of failure, never its details.
+    pub fn public_message(&self) -> &'static str {
+        match self {
+            RegistryError::Meta(MetaError::Unavailable(_)) => {
+                "metadata database unavailable; retry later"
+            }
+            _ => self.code().message(),
         }
     }
 
@@ -111,5 +122,27 @@ impl From<MetaError> for RegistryError {
             MetaError::MissingManifest(d) => RegistryError::ManifestChildUnknown(d),
             other => RegistryError::Meta(other),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unavailable_database_is_503_unavailable_without_details() {
+        let e = RegistryError::from(MetaError::Unavailable("postgres: secret-host:5432".into()));
+        assert_eq!(e.code(), ErrorCode::Unavailable);
+        assert_eq!(e.code().status(), 503);
+        assert!(e.is_internal());
+        assert_eq!(
+            e.public_message(),
+            "metadata database unavailable; retry later"
+        );
+        let other = RegistryError::from(MetaError::Database("syntax error".into()));
+        assert_eq!(
+            (other.code(), other.public_message()),
+            (ErrorCode::Unknown, "unknown error")
+        );
     }
 }

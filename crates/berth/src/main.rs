@@ -14,7 +14,9 @@ mod metrics;
 mod migrate_db;
 mod observe;
 mod purge;
+mod listener;
 mod serve;
+mod tls;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -1,6 +1,5 @@
 //! Building the registry from settings and serving it until SIGTERM/SIGINT.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -14,13 +13,15 @@ use berth_storage::fs::FsBackend;
 use berth_storage::Backend;
 
 use crate::app;
-use crate::config::{ConfigError, DatabaseSettings, Settings, StorageSettings};
+use crate::config::{self, ConfigError, DatabaseSettings, Settings, StorageSettings};
 use crate::events::Events;
 use crate::health::Health;
+use crate::listener::{self, ListenError, ListenOptions, Shutdown};
 use crate::metered::Metered;
 use crate::metrics::Metrics;
 use crate::observe::Observe;
 use crate::purge;
+use crate::tls::{TlsOptions, TlsVersion};
 
 /// Why the server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +32,9 @@ pub enum ServeError {
     /// A configured feature this build cannot provide; refusing beats running unprotected.
     #[error("{0}")]
     Unsupported(String),
+    /// A listener could not start (address, TLS files).
+    #[error(transparent)]
+    Listen(#[from] ListenError),
     /// Storage root, listener or runtime failure.
     #[error("{0}")]
     Io(#[from] std::io::Error),
@@ -72,14 +76,19 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
         events,
         prefix: settings.prefix.clone(),
     });
+    let shutdown = Shutdown::on_signals();
     let metrics_path = settings.debug.as_ref().and_then(|d| d.metrics_path.clone());
-    if let Some(debug) = &settings.debug {
-        let router = app::debug_router(
-            health.clone(),
-            metrics_path.clone().map(|p| (p, metrics.clone())),
-        );
-        spawn_debug_listener(&debug.addr, router).await?;
-    }
+    let debug_listener = match &settings.debug {
+        Some(debug) => {
+            let router = app::debug_router(
+                health.clone(),
+                metrics_path.clone().map(|p| (p, metrics.clone())),
+            );
+            let opts = debug_listen_options(&debug.addr, &settings);
+            Some(spawn_debug_listener(opts, router, shutdown.clone()).await?)
+        }
+        None => None,
+    };
     let app = app::build(app::Parts {
         registry,
         health,
@@ -90,20 +99,21 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
         prefix: settings.prefix.clone(),
         headers: settings.headers.clone(),
     });
-    let listener = tokio::net::TcpListener::bind(settings.bind_addr()).await?;
-    let local = listener.local_addr()?;
+    let bound = listener::bind(listen_options(&settings)).await?;
+    let local = bound.local_addr()?;
     tracing::info!(
         addr = %local,
+        tls = bound.is_tls(),
         storage = c.driver,
         delete_enabled = settings.delete_enabled,
         "berth {} ready in {:.1} ms",
         env!("CARGO_PKG_VERSION"),
         started.elapsed().as_secs_f64() * 1000.0
     );
-    let app = app.into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    bound.serve(app, shutdown).await;
+    if let Some(task) = debug_listener {
+        let _ = task.await;
+    }
     if let Some(n) = notifier {
         n.shutdown().await;
     }
@@ -147,22 +157,47 @@ fn start_notifications(
     (Some(events), Some(handle))
 }
 
-async fn spawn_debug_listener(addr: &str, router: axum::Router) -> Result<(), ServeError> {
-    let listener = tokio::net::TcpListener::bind(crate::config::bind_addr(addr)).await?;
-    tracing::info!(addr = %listener.local_addr()?, "debug listener (metrics, health) ready");
-    tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, router).await {
-            tracing::error!(error = %e, "debug listener failed");
-        }
+/// The registry listener's options from `http.*`.
+fn listen_options(settings: &Settings) -> ListenOptions {
+    let tls = settings.tls.as_ref().map(|t| TlsOptions {
+        client_cas: t.client_cas.clone(),
+        min_version: match t.min_version {
+            config::TlsVersion::Tls12 => TlsVersion::Tls12,
+            config::TlsVersion::Tls13 => TlsVersion::Tls13,
+        },
+        ..TlsOptions::new(t.certificate.clone(), t.key.clone())
     });
-    Ok(())
+    ListenOptions {
+        name: "http",
+        addr: settings.bind_addr(),
+        tls,
+        drain_timeout: settings.drain_timeout,
+    }
+}
+
+/// The debug listener speaks plain HTTP, as registry:2's does.
+fn debug_listen_options(addr: &str, settings: &Settings) -> ListenOptions {
+    ListenOptions {
+        name: "debug",
+        addr: config::bind_addr(addr),
+        tls: None,
+        drain_timeout: settings.drain_timeout,
+    }
+}
+
+async fn spawn_debug_listener(
+    opts: ListenOptions,
+    router: axum::Router,
+    shutdown: Shutdown,
+) -> Result<tokio::task::JoinHandle<()>, ServeError> {
+    let bound = listener::bind(opts).await?;
+    tracing::info!(addr = %bound.local_addr()?, "debug listener (metrics, health) ready");
+    Ok(tokio::spawn(bound.serve(router, shutdown)))
 }
 
 /// Settings that parse but whose feature is not in this build yet.
 fn refuse_unsupported(s: &Settings) -> Result<(), ServeError> {
-    let missing = if s.tls.is_some() {
-        Some("http.tls (HTTPS)")
-    } else if s.auth.htpasswd.is_some() || s.auth.token.is_some() {
+    let missing = if s.auth.htpasswd.is_some() || s.auth.token.is_some() {
         Some("auth (authentication)")
     } else {
         None
@@ -213,29 +248,4 @@ async fn build_components(settings: &Settings) -> Result<Components, ServeError>
         inventory,
         driver,
     })
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(e) = tokio::signal::ctrl_c().await {
-            tracing::warn!(error = %e, "cannot listen for Ctrl-C");
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
-    tracing::info!("shutdown signal received; finishing in-flight requests");
 }

@@ -82,7 +82,8 @@ pub fn request(
     read_response(BufReader::new(stream), method == "HEAD")
 }
 
-fn read_response<R: BufRead>(mut r: R, head_only: bool) -> io::Result<Response> {
+/// Reads one response from `r` (`head_only` for HEAD requests).
+pub fn read_response<R: BufRead>(mut r: R, head_only: bool) -> io::Result<Response> {
     let bad = |m: String| io::Error::new(io::ErrorKind::InvalidData, m);
     let mut line = String::new();
     r.read_line(&mut line)?;

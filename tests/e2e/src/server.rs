@@ -14,6 +14,7 @@ use tempfile::TempDir;
 
 use crate::cmd::require_tool;
 use crate::http;
+use crate::tls::{self, ClientTls, Leaf};
 
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -39,9 +40,17 @@ impl Target {
 
 /// Whether the target implements the OCI 1.1 referrers API and the `OCI-Subject` header.
 ///
-/// This is the ONLY permitted gate in the suite. It is always true for Berth; Distribution
-/// 2.8.2 predates OCI 1.1.
+/// One of the two permitted gates in the suite (with [`target_reloads_certificates`]). It is
+/// always true for Berth; Distribution 2.8.2 predates OCI 1.1.
 pub fn target_supports_referrers() -> bool {
+    Target::current() == Target::Berth
+}
+
+/// Whether the target serves renewed TLS certificates without a restart.
+///
+/// The other permitted gate. Always true for Berth; Distribution 2.8.2 reads its certificate
+/// once at startup.
+pub fn target_reloads_certificates() -> bool {
     Target::current() == Target::Berth
 }
 
@@ -80,10 +89,81 @@ pub fn berth_bin() -> PathBuf {
         })
 }
 
+/// Configuration beyond the defaults, for [`Server::start_with`]: HTTPS, client certificates,
+/// the minimum TLS version and the drain timeout, written as registry:2 keys under `http:`.
+#[derive(Debug, Clone, Default)]
+pub struct ServerOptions {
+    tls: Option<(Leaf, ClientTls)>,
+    client_cas: Vec<PathBuf>,
+    min_tls: Option<String>,
+    drain_timeout: Option<String>,
+}
+
+impl ServerOptions {
+    /// HTTPS with `leaf` (`http.tls.certificate`/`key`); the harness trusts `ca`.
+    pub fn tls(leaf: &Leaf, ca: &Path) -> ServerOptions {
+        let client = ClientTls {
+            ca: ca.into(),
+            client: None,
+        };
+        ServerOptions {
+            tls: Some((leaf.clone(), client)),
+            ..ServerOptions::default()
+        }
+    }
+
+    /// `http.tls.clientcas: [client_ca]`; the harness itself presents `client`.
+    pub fn client_cas(mut self, client_ca: &Path, client: &Leaf) -> ServerOptions {
+        self.client_cas.push(client_ca.into());
+        if let Some((_, c)) = self.tls.as_mut() {
+            c.client = Some(client.clone());
+        }
+        self
+    }
+
+    /// `http.tls.minimumtls`.
+    pub fn min_tls(mut self, v: &str) -> ServerOptions {
+        self.min_tls = Some(v.into());
+        self
+    }
+
+    /// `http.draintimeout` (a Go duration such as `1s`).
+    pub fn drain_timeout(mut self, d: &str) -> ServerOptions {
+        self.drain_timeout = Some(d.into());
+        self
+    }
+
+    /// The lines under `http:` besides `addr`.
+    fn http_yaml(&self) -> String {
+        let mut y = String::new();
+        if let Some(d) = &self.drain_timeout {
+            y.push_str(&format!("  draintimeout: {d}\n"));
+        }
+        if let Some((leaf, _)) = &self.tls {
+            y.push_str(&format!(
+                "  tls:\n    certificate: {}\n    key: {}\n",
+                leaf.cert.display(),
+                leaf.key.display()
+            ));
+            if !self.client_cas.is_empty() {
+                y.push_str("    clientcas:\n");
+                for ca in &self.client_cas {
+                    y.push_str(&format!("      - {}\n", ca.display()));
+                }
+            }
+            if let Some(v) = &self.min_tls {
+                y.push_str(&format!("    minimumtls: {v}\n"));
+            }
+        }
+        y
+    }
+}
+
 /// A running registry with its own temp dir (config, storage, log).
 pub struct Server {
     target: Target,
     port: u16,
+    opts: ServerOptions,
     dir: Option<TempDir>,
     child: Option<Child>,
 }
@@ -92,6 +172,12 @@ impl Server {
     /// Starts the target registry on a free 127.0.0.1 port with empty storage and waits until
     /// `GET /v2/` answers 200.
     pub fn start() -> Server {
+        Server::start_with(ServerOptions::default())
+    }
+
+    /// [`Server::start`] with extra configuration; over HTTPS readiness is checked with the
+    /// options' CA (and client certificate).
+    pub fn start_with(opts: ServerOptions) -> Server {
         let target = Target::current();
         let mut last_log = String::new();
         for _ in 0..5 {
@@ -102,6 +188,7 @@ impl Server {
             let mut s = Server {
                 target,
                 port: free_port(),
+                opts: opts.clone(),
                 dir: Some(dir),
                 child: None,
             };
@@ -127,9 +214,53 @@ impl Server {
         format!("127.0.0.1:{}", self.port)
     }
 
-    /// `http://127.0.0.1:PORT`.
+    /// `http://127.0.0.1:PORT`, or `https://` when the server speaks TLS.
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        let scheme = if self.opts.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://127.0.0.1:{}", self.port)
+    }
+
+    /// How to reach the server over TLS, when it speaks it.
+    pub fn client_tls(&self) -> Option<&ClientTls> {
+        self.opts.tls.as_ref().map(|(_, c)| c)
+    }
+
+    /// The process id, while running.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Sends SIGTERM (a graceful stop request).
+    pub fn sigterm(&self) {
+        let pid = self.pid().expect("server is running");
+        let pid = libc::pid_t::try_from(pid).expect("pid fits pid_t");
+        // SAFETY: kill has no memory preconditions; pid is our own child.
+        let rc = unsafe { libc::kill(pid, libc::SIGTERM) };
+        assert_eq!(rc, 0, "kill(SIGTERM) failed");
+    }
+
+    /// Waits for the process to exit by itself and returns its status. `limit` only guards
+    /// against a hang (the test fails with the log); it is not a timing assertion.
+    pub fn wait_exit(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let start = Instant::now();
+        loop {
+            let child = self.child.as_mut().expect("server was started");
+            if let Some(status) = child.try_wait().expect("wait for server") {
+                self.child = None;
+                return status;
+            }
+            assert!(
+                start.elapsed() < limit,
+                "{:?} still running {limit:?} after being asked to stop; log:\n{}",
+                self.target,
+                self.log()
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// The port.
@@ -220,8 +351,9 @@ impl Server {
 
     fn write_config(&self) {
         let yaml = format!(
-            "version: 0.1\nhttp:\n  addr: 127.0.0.1:{}\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n",
+            "version: 0.1\nhttp:\n  addr: 127.0.0.1:{}\n{}storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n",
             self.port,
+            self.opts.http_yaml(),
             self.storage_dir().display()
         );
         fs::write(self.config_path(), yaml).expect("write config.yml");
@@ -289,10 +421,8 @@ impl Server {
                     self.log()
                 ));
             }
-            if let Ok(r) = http::request("GET", &url, &[], &[]) {
-                if r.status == 200 {
-                    return Ok(());
-                }
+            if self.answers_200(&url) {
+                return Ok(());
             }
             if start.elapsed() > READY_TIMEOUT {
                 return Err(format!(
@@ -302,6 +432,15 @@ impl Server {
                 ));
             }
             thread::sleep(Duration::from_millis(25));
+        }
+    }
+}
+
+impl Server {
+    fn answers_200(&self, url: &str) -> bool {
+        match self.client_tls() {
+            Some(c) => tls::probe(&self.addr(), c).is_ok_and(|s| s == 200),
+            None => http::request("GET", url, &[], &[]).is_ok_and(|r| r.status == 200),
         }
     }
 }

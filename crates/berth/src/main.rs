@@ -8,13 +8,13 @@ mod app;
 mod config;
 mod events;
 mod health;
+mod listener;
 mod logging;
 mod metered;
 mod metrics;
 mod migrate_db;
 mod observe;
 mod purge;
-mod listener;
 mod serve;
 mod tls;
 

@@ -3,10 +3,13 @@
 //! Design decisions:
 //! - **rustls with the `ring` provider.** Both rustls providers do TLS 1.2 and 1.3 with AES-GCM and
 //!   ChaCha20 at line rate on this hardware; `ring` is the lighter build: a small C/assembly core
-//!   compiled by `cc` (about 25 s of CPU here), where `aws-lc-rs` compiles the whole AWS-LC C
-//!   library (several times longer, and a larger binary). The provider is passed explicitly
-//!   ([`rustls::ServerConfig::builder_with_provider`]), so the build stays correct even when
-//!   another crate in the workspace (the e2e tests' `oci-client`) turns on `aws-lc-rs` too.
+//!   compiled by `cc` (a cold build of `ring` took 17 s of CPU here), where `aws-lc-rs` compiles
+//!   the whole AWS-LC C library (the COOKBOOK's cold build of `oci-client`, dominated by
+//!   `aws-lc-sys`, takes about 6 minutes on 2 cores) and makes a larger binary. The PostgreSQL
+//!   client already uses rustls with `ring`, so the binary carries one crypto library. The
+//!   provider is passed explicitly ([`rustls::ServerConfig::builder_with_provider`]), so the
+//!   build stays correct when another crate of the workspace (the e2e tests' `oci-client`) turns
+//!   on `aws-lc-rs` too.
 //! - **TLS 1.2 and 1.3 only.** rustls implements nothing older, so a TLS 1.0/1.1 client is refused
 //!   in the handshake; `http.tls.minimumtls: tls1.3` drops 1.2 as well.
 //! - **Rotation through a resolver**, not by rebuilding the config: see [`reload`]. Session

@@ -22,6 +22,10 @@
 pub mod fs;
 pub mod layout;
 mod locks;
+#[cfg(feature = "s3")]
+pub mod s3;
+#[cfg(feature = "seaweedfs")]
+pub mod seaweedfs;
 #[cfg(any(test, feature = "suite"))]
 pub mod suite;
 

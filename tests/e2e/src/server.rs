@@ -86,12 +86,21 @@ pub struct Server {
     port: u16,
     dir: Option<TempDir>,
     child: Option<Child>,
+    /// The `storage:` section's body when not the default filesystem one.
+    storage: Option<String>,
 }
 
 impl Server {
     /// Starts the target registry on a free 127.0.0.1 port with empty storage and waits until
     /// `GET /v2/` answers 200.
     pub fn start() -> Server {
+        Server::start_with_storage(None)
+    }
+
+    /// Like [`Server::start`], with `storage` (the indented body of the config's `storage:`
+    /// section, e.g. an `s3:` driver plus `delete:` and `redirect:`) instead of a fresh
+    /// filesystem root.
+    pub fn start_with_storage(storage: Option<&str>) -> Server {
         let target = Target::current();
         let mut last_log = String::new();
         for _ in 0..5 {
@@ -104,6 +113,7 @@ impl Server {
                 port: free_port(),
                 dir: Some(dir),
                 child: None,
+                storage: storage.map(str::to_string),
             };
             fs::create_dir_all(s.storage_dir()).expect("storage dir");
             s.write_config();
@@ -219,10 +229,15 @@ impl Server {
     }
 
     fn write_config(&self) {
+        let storage = self.storage.clone().unwrap_or_else(|| {
+            format!(
+                "  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n",
+                self.storage_dir().display()
+            )
+        });
         let yaml = format!(
-            "version: 0.1\nhttp:\n  addr: 127.0.0.1:{}\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n",
-            self.port,
-            self.storage_dir().display()
+            "version: 0.1\nhttp:\n  addr: 127.0.0.1:{}\nstorage:\n{storage}",
+            self.port
         );
         fs::write(self.config_path(), yaml).expect("write config.yml");
     }

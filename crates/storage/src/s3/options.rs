@@ -33,7 +33,8 @@ const CREDENTIAL_ENV: &[&str] = &[
 /// Configuration of the S3 backend, named after registry:2's `storage.s3` keys.
 ///
 /// Keys registry:2 has and this backend does not use: `encrypt`, `keyid`, `storageclass`,
-/// `objectacl`, `useragent`, `usedualstack`, `accelerate`, `loglevel`, `multipartcopy*`.
+/// `objectacl`, `sessiontoken`, `useragent`, `usedualstack`, `accelerate`, `loglevel`,
+/// `multipartcopy*` (server-side copies happen per part).
 #[derive(Clone)]
 pub struct S3Options {
     /// `accesskey`; with `secretkey`. When both are absent, credentials come from the

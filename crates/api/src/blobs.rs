@@ -20,7 +20,8 @@ pub async fn head(reg: &Registry, repo: &RepoName, digest: &Digest) -> ApiResult
     finish(b, Body::empty())
 }
 
-/// `GET`: the bytes, streamed; a single `Range` answers 206.
+/// `GET`: a 307 to the storage backend when redirects are on and it presigns (S3); else the
+/// bytes, streamed; a single `Range` answers 206.
 pub async fn get(
     reg: &Registry,
     repo: &RepoName,
@@ -28,6 +29,12 @@ pub async fn get(
     headers: &HeaderMap,
 ) -> ApiResult {
     let range = parse_range(headers)?;
+    if let Some(url) = reg.blob_redirect(repo, digest).await? {
+        let b = empty(StatusCode::TEMPORARY_REDIRECT)
+            .header(header::LOCATION, url)
+            .header(DIGEST_HEADER, digest.as_str());
+        return finish(b, Body::empty());
+    }
     let blob = reg
         .get_blob(repo, digest, range)
         .await

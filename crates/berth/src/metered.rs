@@ -3,12 +3,13 @@
 //! through the registry). Reads are timed to the first byte: the stream itself is the client's.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use berth_oci::UploadId;
 use berth_storage::{
-    Backend, BlobRead, BlobWrite, ByteRange, ByteStream, Key, Result, StorageError, UploadStore,
+    Backend, BlobRead, BlobRedirect, BlobWrite, ByteRange, ByteStream, Key, Result, StorageError,
+    UploadStore,
 };
 use bytes::Bytes;
 
@@ -106,5 +107,13 @@ impl UploadStore for Metered {
 
     fn min_chunk_len(&self) -> Option<u64> {
         self.inner.min_chunk_len()
+    }
+}
+
+#[async_trait]
+impl BlobRedirect for Metered {
+    async fn presign_get(&self, key: &Key, expires: Duration) -> Result<Option<String>> {
+        self.timed("presign_get", self.inner.presign_get(key, expires))
+            .await
     }
 }

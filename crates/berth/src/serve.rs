@@ -1,7 +1,7 @@
 //! Building the registry from settings and serving it until SIGTERM/SIGINT.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use berth_meta::ops::{Inventory, Outbox};
 use berth_meta::postgres::{PostgresOptions, PostgresStore};
@@ -10,10 +10,11 @@ use berth_meta::MetaStore;
 use berth_notify::{EndpointConfig, Notifier, NotifierHandle};
 use berth_registry::{Registry, RegistryOptions};
 use berth_storage::fs::FsBackend;
+use berth_storage::s3::{S3Backend, S3Options};
 use berth_storage::Backend;
 
 use crate::app;
-use crate::config::{self, ConfigError, DatabaseSettings, Settings, StorageSettings};
+use crate::config::{self, ConfigError, DatabaseSettings, S3Settings, Settings, StorageSettings};
 use crate::events::Events;
 use crate::health::Health;
 use crate::listener::{self, ListenError, ListenOptions, Shutdown};
@@ -22,6 +23,9 @@ use crate::metrics::Metrics;
 use crate::observe::Observe;
 use crate::purge;
 use crate::tls::{TlsOptions, TlsVersion};
+
+/// How long a presigned blob URL stays valid (registry:2's S3 driver: 20 minutes).
+const REDIRECT_EXPIRY: Duration = Duration::from_secs(20 * 60);
 
 /// Why the server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -57,13 +61,17 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
     let started = Instant::now();
     refuse_unsupported(&settings)?;
     let c = build_components(&settings).await?;
-    let registry = Arc::new(Registry::new(
+    let mut registry = Registry::new(
         c.storage.clone(),
         c.meta.clone(),
         RegistryOptions {
             delete_enabled: settings.delete_enabled,
         },
-    ));
+    );
+    if settings.redirect {
+        registry = registry.with_blob_redirect(REDIRECT_EXPIRY);
+    }
+    let registry = Arc::new(registry);
     let health = Health::new(c.storage.clone(), c.meta.clone(), c.driver);
     health.spawn_checker(&settings.health);
     let metrics = Metrics::install(c.inventory.clone()).map_err(ServeError::Unsupported)?;
@@ -210,17 +218,29 @@ fn refuse_unsupported(s: &Settings) -> Result<(), ServeError> {
     }
 }
 
+/// `storage.s3` settings as the backend's options (credentials from the environment when the
+/// keys are absent; `AWS_CA_BUNDLE` adds trusted CAs for HTTPS endpoints).
+fn s3_options(s: &S3Settings) -> S3Options {
+    let mut o = S3Options::new(&s.bucket);
+    o.access_key = s.access_key.clone();
+    o.secret_key = s.secret_key.clone();
+    o.region = Some(s.region.clone());
+    o.region_endpoint = s.endpoint.clone();
+    o.root_directory = s.root.clone();
+    o.force_path_style = s.force_path_style;
+    o.secure = s.secure;
+    o.skip_verify = s.skip_verify;
+    o.chunk_size = s.chunk_size;
+    o
+}
+
 async fn build_components(settings: &Settings) -> Result<Components, ServeError> {
     let (storage, driver): (Arc<dyn Backend>, &'static str) = match &settings.storage {
         StorageSettings::Filesystem { root } => {
             std::fs::create_dir_all(root)?;
             (Arc::new(FsBackend::new(root)?), "filesystem")
         }
-        StorageSettings::S3(_) => {
-            return Err(ServeError::Unsupported(
-                "storage.s3 is not supported by this build yet".into(),
-            ))
-        }
+        StorageSettings::S3(s3) => (Arc::new(S3Backend::new(&s3_options(s3))?), "s3"),
     };
     let storage: Arc<dyn Backend> = Arc::new(Metered::new(storage, driver));
     let (meta, outbox, inventory): (Arc<dyn MetaStore>, Arc<dyn Outbox>, Arc<dyn Inventory>) =

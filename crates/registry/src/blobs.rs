@@ -39,6 +39,23 @@ impl Registry {
         }
     }
 
+    /// A URL the client may fetch blob `digest` of `repo` from directly, when redirects are on
+    /// ([`Registry::with_blob_redirect`]), the backend presigns URLs and the blob is linked in
+    /// `repo`. `None`: serve it with [`Registry::get_blob`] (unknown blobs included, so the
+    /// error comes from there).
+    pub async fn blob_redirect(&self, repo: &RepoName, digest: &Digest) -> Result<Option<String>> {
+        let Some(expires) = self.redirect else {
+            return Ok(None);
+        };
+        if self.meta.blob_size(repo, digest).await?.is_none() {
+            return Ok(None);
+        }
+        Ok(self
+            .storage
+            .presign_get(&layout::blob(digest), expires)
+            .await?)
+    }
+
     /// Streams a blob (or an inclusive byte range `[first, last?]` of it) from `repo`.
     pub async fn get_blob(
         &self,

@@ -19,6 +19,7 @@ mod manifests;
 mod uploads;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use berth_meta::MetaStore;
 use berth_storage::Backend;
@@ -51,6 +52,7 @@ pub struct Registry {
     meta: Arc<dyn MetaStore>,
     opts: RegistryOptions,
     upload_locks: uploads::SessionLocks,
+    redirect: Option<Duration>,
 }
 
 impl Registry {
@@ -61,7 +63,16 @@ impl Registry {
             meta,
             opts,
             upload_locks: Default::default(),
+            redirect: None,
         }
+    }
+
+    /// Lets blob downloads redirect to a URL the storage backend presigns for `expires`
+    /// (`storage.redirect`, on by default in registry:2), so blob bytes skip the registry.
+    /// Backends that cannot presign (the filesystem) keep serving the bytes themselves.
+    pub fn with_blob_redirect(mut self, expires: Duration) -> Self {
+        self.redirect = Some(expires);
+        self
     }
 
     /// The options it was built with.

@@ -50,24 +50,25 @@
 //! the `FsBackend` value: one process serves one root. `delete` prunes directories it empties, so
 //! creating directories and renaming into them retry when a concurrent `delete` pruned them.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use berth_oci::UploadId;
 use bytes::Bytes;
 use futures::StreamExt;
-use tokio::sync::OwnedMutexGuard;
 use tokio::task::JoinHandle;
 
 use crate::layout::{self, Key};
-use crate::{BlobRead, BlobWrite, ByteRange, ByteStream, Result, StorageError, UploadStore};
+use crate::locks::{UploadGuard, UploadLocks};
+use crate::{
+    BlobRead, BlobRedirect, BlobWrite, ByteRange, ByteStream, Result, StorageError, UploadStore,
+};
 
 /// Size of the buffer that incoming upload frames are coalesced into before each write.
 pub const COALESCE_LEN: usize = 1 << 20;
@@ -497,46 +498,8 @@ impl UploadStore for FsBackend {
     }
 }
 
-/// Per-upload async locks; an entry lives only while someone holds or awaits it.
-#[derive(Default)]
-struct UploadLocks {
-    map: Mutex<HashMap<UploadId, Arc<tokio::sync::Mutex<()>>>>,
-}
-
-impl UploadLocks {
-    async fn lock(self: &Arc<Self>, id: &UploadId) -> UploadGuard {
-        let mutex = {
-            let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
-            Arc::clone(map.entry(id.clone()).or_default())
-        };
-        UploadGuard {
-            guard: Some(mutex.lock_owned().await),
-            locks: Arc::clone(self),
-            id: id.clone(),
-        }
-    }
-}
-
-/// Holds one upload's lock; on drop, releases it and forgets the entry if nobody else wants it.
-struct UploadGuard {
-    guard: Option<OwnedMutexGuard<()>>,
-    locks: Arc<UploadLocks>,
-    id: UploadId,
-}
-
-impl Drop for UploadGuard {
-    fn drop(&mut self) {
-        drop(self.guard.take());
-        let mut map = self
-            .locks
-            .map
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if map.get(&self.id).is_some_and(|m| Arc::strong_count(m) == 1) {
-            map.remove(&self.id);
-        }
-    }
-}
+/// Files are served by the registry itself: no redirect.
+impl BlobRedirect for FsBackend {}
 
 /// What a background write hands back: the buffer for reuse (when it was ours) and the result.
 type WriteDone = (Option<Vec<u8>>, io::Result<()>);

@@ -5,9 +5,15 @@
 //! ├── docker/registry/v2/              registry:2-compatible content-addressed blobs
 //! │   └── blobs/<alg>/<hex[0..2]>/<hex>/data
 //! └── berth/v1/                        Berth's own, versioned prefix
-//!     ├── uploads/<upload-id>/data     bytes of an in-progress upload session
+//!     ├── uploads/<upload-id>/         one in-progress upload session
+//!     │   ├── data                     its bytes (filesystem backend)
+//!     │   ├── state                    its parts list and unflushed tail bytes (S3 backend)
+//!     │   └── part-<nnnnn>-<nonce>     one flushed part of it (S3 backend)
 //!     └── health/probe                 never written; readiness checks `stat` it
 //! ```
+//!
+//! Everything of one session lives under [`upload_prefix`], so aborting (or garbage-collecting)
+//! a session is "delete that prefix".
 //!
 //! Blob keys match registry:2's so an existing registry:2 root can be adopted in place. Keys are
 //! built only from validated newtypes ([`Digest`], [`UploadId`]), so they can never contain `..` or
@@ -79,6 +85,22 @@ pub fn health_probe() -> Key {
     Key("berth/v1/health/probe".into())
 }
 
+/// The key-string prefix of everything belonging to one upload session (ends with `/`).
+pub fn upload_prefix(id: &UploadId) -> String {
+    format!("{UPLOADS}{id}/")
+}
+
+/// Key of an upload session's state object (S3 backend: parts list plus unflushed tail bytes).
+pub fn upload_state(id: &UploadId) -> Key {
+    Key(format!("{UPLOADS}{id}/state"))
+}
+
+/// Key of part `number` (1-based) of an upload session. `nonce` makes every write of a part
+/// a distinct object, so a writer that lost a race never overwrites the winner's part.
+pub fn upload_part(id: &UploadId, number: u32, nonce: u64) -> Key {
+    Key(format!("{UPLOADS}{id}/part-{number:05}-{nonce:016x}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -94,6 +116,19 @@ mod tests {
         assert_eq!(
             upload(&id).as_str(),
             "berth/v1/uploads/0b1e3f2a-1111-4222-8333-444455556666/data"
+        );
+        let prefix = upload_prefix(&id);
+        assert_eq!(
+            prefix,
+            "berth/v1/uploads/0b1e3f2a-1111-4222-8333-444455556666/"
+        );
+        for key in [upload(&id), upload_state(&id), upload_part(&id, 7, 0xabc)] {
+            assert!(key.as_str().starts_with(&prefix), "{key}");
+            assert_eq!(Key::from_listed(key.as_str()), Some(key));
+        }
+        assert_eq!(
+            upload_part(&id, 7, 0xabc).as_str(),
+            "berth/v1/uploads/0b1e3f2a-1111-4222-8333-444455556666/part-00007-0000000000000abc"
         );
     }
 

@@ -9,9 +9,11 @@
 //! * [`BlobRead`]: `stat` and ranged `read` as a stream;
 //! * [`BlobWrite`]: small atomic `put` and `delete`, `list` by prefix;
 //! * [`UploadStore`]: resumable uploads — create, append at an offset (streamed), size, commit
-//!   atomically to a final key, abort.
+//!   atomically to a final key, abort;
+//! * [`BlobRedirect`]: an optional presigned URL for a client to fetch an object directly
+//!   (S3); backends without one (filesystem) keep the default `None`.
 //!
-//! [`Backend`] is the sum of the three and is what the registry holds (`Arc<dyn Backend>`).
+//! [`Backend`] is the sum of the four and is what the registry holds (`Arc<dyn Backend>`).
 //! Every key is built in [`layout`]; nothing else formats storage paths.
 //!
 //! Hashing is not done here: the registry hashes the byte stream while it passes to
@@ -19,11 +21,17 @@
 
 pub mod fs;
 pub mod layout;
+mod locks;
+#[cfg(feature = "s3")]
+pub mod s3;
+#[cfg(feature = "seaweedfs")]
+pub mod seaweedfs;
 #[cfg(any(test, feature = "suite"))]
 pub mod suite;
 
 use std::io;
 use std::pin::Pin;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use berth_oci::UploadId;
@@ -135,7 +143,20 @@ pub trait UploadStore: Send + Sync {
     }
 }
 
-/// Everything a registry needs from blob storage.
-pub trait Backend: BlobRead + BlobWrite + UploadStore {}
+/// Handing a client a URL to fetch an object from the storage service itself, so blob bytes skip
+/// the registry (registry:2's `storage.redirect`).
+#[async_trait]
+pub trait BlobRedirect: Send + Sync {
+    /// A URL that serves the object at `key` to an unauthenticated `GET` (ranges included) for
+    /// `expires`, or `None` when this backend cannot hand one out. The URL is not checked against
+    /// the object's existence; callers stat first.
+    async fn presign_get(&self, key: &Key, expires: Duration) -> Result<Option<String>> {
+        let _ = (key, expires);
+        Ok(None)
+    }
+}
 
-impl<T: BlobRead + BlobWrite + UploadStore> Backend for T {}
+/// Everything a registry needs from blob storage.
+pub trait Backend: BlobRead + BlobWrite + UploadStore + BlobRedirect {}
+
+impl<T: BlobRead + BlobWrite + UploadStore + BlobRedirect> Backend for T {}

@@ -9,7 +9,8 @@
 //! ```
 //!
 //! [`backend_suite!`](crate::backend_suite) expands into one `#[tokio::test]` per case, named after
-//! the case, so a failure names the contract point. Each case gets a fresh harness and may assume
+//! the case, so a failure names the contract point (or, in its `sequential` form, into one test
+//! that runs every case on one shared setup and names the failed cases). Each case gets a fresh harness and may assume
 //! its backend is empty. The caller needs `tokio` (with `macros` and `rt-multi-thread`) as a
 //! dev-dependency and the `suite` feature of this crate.
 
@@ -41,12 +42,25 @@ impl<B: Backend> Harness<B> {
     }
 }
 
-/// Expands into one `#[tokio::test]` per suite case; `$harness` is evaluated (inside the async
-/// test) to a [`Harness`](crate::suite::Harness) for each case.
+/// Expands into the suite's tests. Two forms:
+///
+/// * `backend_suite!(harness_expr)`: one `#[tokio::test]` per case; `harness_expr` is evaluated
+///   (inside the async test) to a [`Harness`](crate::suite::Harness) for each case;
+/// * `backend_suite!(sequential test_name, setup_expr, |env| harness_expr)`: one test that
+///   evaluates `setup_expr` once (e.g. starts a server, dropped when the test ends), then runs
+///   every case in turn on a fresh `harness_expr` (which may use `env`), reporting each case and
+///   failing at the end with the names of those that failed. For backends whose setup is too
+///   slow to repeat per case when each test runs in its own process (nextest).
 #[macro_export]
 macro_rules! backend_suite {
+    (sequential $name:ident, $setup:expr, |$env:ident| $harness:expr) => {
+        $crate::backend_suite!(@cases [sequential $name, $setup, $env, $harness]);
+    };
     ($harness:expr) => {
-        $crate::backend_suite!(@cases $harness;
+        $crate::backend_suite!(@cases [per_case $harness]);
+    };
+    (@cases [$($form:tt)*]) => {
+        $crate::backend_suite!(@expand [$($form)*]
             put_stat_read_delete, put_replaces_object, missing_objects, empty_object,
             ranged_reads, list_in_lexical_order, list_shows_only_committed_keys,
             upload_lifecycle, upload_read_streams_received_bytes, upload_abort_discards,
@@ -56,7 +70,7 @@ macro_rules! backend_suite {
             large_upload_random_chunks,
         );
     };
-    (@cases $harness:expr; $($case:ident),+ $(,)?) => {
+    (@expand [per_case $harness:expr] $($case:ident),+ $(,)?) => {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn $case() {
@@ -65,6 +79,40 @@ macro_rules! backend_suite {
             }
         )+
     };
+    (@expand [sequential $name:ident, $setup:expr, $env:ident, $harness:expr]
+        $($case:ident),+ $(,)?) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn $name() {
+            let $env = $setup;
+            let mut failed: Vec<&str> = Vec::new();
+            $(
+                let harness = $harness;
+                let case = $crate::suite::$case(&harness.backend);
+                if !$crate::suite::run_case(stringify!($case), case).await {
+                    failed.push(stringify!($case));
+                }
+                drop(harness);
+            )+
+            assert!(failed.is_empty(), "backend suite cases failed: {failed:?}");
+        }
+    };
+}
+
+/// Runs one case of a sequential suite, catching its panic; reports it on stderr and returns
+/// whether it passed.
+pub async fn run_case(name: &str, case: impl std::future::Future<Output = ()>) -> bool {
+    use futures::FutureExt;
+    let started = std::time::Instant::now();
+    let passed = std::panic::AssertUnwindSafe(case)
+        .catch_unwind()
+        .await
+        .is_ok();
+    let verdict = if passed { "ok" } else { "FAILED" };
+    eprintln!(
+        "suite case {name}: {verdict} ({} ms)",
+        started.elapsed().as_millis()
+    );
+    passed
 }
 
 /// A small deterministic PRNG (xorshift64*), so the suite needs no `rand`.

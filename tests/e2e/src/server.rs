@@ -166,6 +166,8 @@ pub struct Server {
     opts: ServerOptions,
     dir: Option<TempDir>,
     child: Option<Child>,
+    /// The `storage:` section's body when not the default filesystem one.
+    storage: Option<String>,
 }
 
 impl Server {
@@ -175,9 +177,20 @@ impl Server {
         Server::start_with(ServerOptions::default())
     }
 
+    /// Like [`Server::start`], with `storage` (the indented body of the config's `storage:`
+    /// section, e.g. an `s3:` driver plus `delete:` and `redirect:`) instead of a fresh
+    /// filesystem root.
+    pub fn start_with_storage(storage: Option<&str>) -> Server {
+        Server::launch(ServerOptions::default(), storage)
+    }
+
     /// [`Server::start`] with extra configuration; over HTTPS readiness is checked with the
     /// options' CA (and client certificate).
     pub fn start_with(opts: ServerOptions) -> Server {
+        Server::launch(opts, None)
+    }
+
+    fn launch(opts: ServerOptions, storage: Option<&str>) -> Server {
         let target = Target::current();
         let mut last_log = String::new();
         for _ in 0..5 {
@@ -191,6 +204,7 @@ impl Server {
                 opts: opts.clone(),
                 dir: Some(dir),
                 child: None,
+                storage: storage.map(str::to_string),
             };
             fs::create_dir_all(s.storage_dir()).expect("storage dir");
             s.write_config();
@@ -350,11 +364,16 @@ impl Server {
     }
 
     fn write_config(&self) {
+        let storage = self.storage.clone().unwrap_or_else(|| {
+            format!(
+                "  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n",
+                self.storage_dir().display()
+            )
+        });
         let yaml = format!(
-            "version: 0.1\nhttp:\n  addr: 127.0.0.1:{}\n{}storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n",
+            "version: 0.1\nhttp:\n  addr: 127.0.0.1:{}\n{}storage:\n{storage}",
             self.port,
             self.opts.http_yaml(),
-            self.storage_dir().display()
         );
         fs::write(self.config_path(), yaml).expect("write config.yml");
     }

@@ -225,6 +225,18 @@ fn s3_and_token_keys() {
 }
 
 #[test]
+fn s3_region_defaults_for_compatible_endpoints() {
+    let l = ok(
+        "storage:\n  s3:\n    regionendpoint: http://minio:9000\n    bucket: reg\n",
+        &[],
+    );
+    let StorageSettings::S3(s3) = &l.settings.storage else {
+        panic!()
+    };
+    assert_eq!(s3.region, "us-east-1");
+}
+
+#[test]
 fn seed_compose_htpasswd_filesystem() {
     let l = ok(
         "",
@@ -386,6 +398,10 @@ fn invalid_values_name_the_key() {
     assert_eq!(
         err_key("storage:\n  s3:\n    region: r\n", &[]),
         "storage.s3.bucket"
+    );
+    assert_eq!(
+        err_key("storage:\n  s3:\n    bucket: b\n", &[]),
+        "storage.s3.region"
     );
     assert_eq!(
         err_key(

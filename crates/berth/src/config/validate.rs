@@ -246,8 +246,17 @@ fn s3_settings(s: &file::S3) -> R<S3Settings> {
     let text = |v: &Option<Text>| v.as_ref().map(|t| t.0.clone()).filter(|t| !t.is_empty());
     let bucket =
         text(&s.bucket).ok_or_else(|| ConfigError::value("storage.s3.bucket", "is required"))?;
-    let region =
-        text(&s.region).ok_or_else(|| ConfigError::value("storage.s3.region", "is required"))?;
+    // registry:2 needs a region only for AWS itself; S3-compatible services take any
+    let region = match (text(&s.region), text(&s.regionendpoint)) {
+        (Some(r), _) => r,
+        (None, Some(_)) => "us-east-1".to_owned(),
+        (None, None) => {
+            return Err(ConfigError::value(
+                "storage.s3.region",
+                "is required unless regionendpoint is set",
+            ))
+        }
+    };
     if s.v4auth.is_some_and(|f| !f.0) {
         return Err(ConfigError::value(
             "storage.s3.v4auth",

@@ -1,0 +1,324 @@
+//! [`S3Options`]: registry:2's `storage.s3` keys, and how they become an object_store client.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use object_store::aws::{AmazonS3, AmazonS3Builder, AmazonS3ConfigKey};
+use object_store::{BackoffConfig, Certificate, ClientOptions, RetryConfig};
+
+/// S3 requires every part of a multipart upload but the last to be at least 5 MiB.
+pub const MIN_CHUNK_SIZE: u64 = 5 << 20;
+/// registry:2's default `chunksize` (10 MiB).
+pub const DEFAULT_CHUNK_SIZE: u64 = 10 << 20;
+/// S3's largest part (5 GiB); a part is held in memory while it is sent, so keep it modest.
+pub const MAX_CHUNK_SIZE: u64 = 5 << 30;
+
+/// Environment variables that supply credentials when `accesskey`/`secretkey` are not set, as the
+/// AWS SDKs read them (static keys, session token, web identity / IRSA, ECS and EKS pod identity).
+const CREDENTIAL_ENV: &[&str] = &[
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_ROLE_ARN",
+    "AWS_ROLE_SESSION_NAME",
+    "AWS_ENDPOINT_URL_STS",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+];
+
+/// Configuration of the S3 backend, named after registry:2's `storage.s3` keys.
+///
+/// Keys registry:2 has and this backend does not use: `encrypt`, `keyid`, `storageclass`,
+/// `objectacl`, `sessiontoken`, `useragent`, `usedualstack`, `accelerate`, `loglevel`,
+/// `multipartcopy*` (server-side copies happen per part).
+#[derive(Clone)]
+pub struct S3Options {
+    /// `accesskey`; with `secretkey`. When both are absent, credentials come from the
+    /// environment (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, web
+    /// identity, container credentials), then from the EC2 instance metadata service.
+    pub access_key: Option<String>,
+    /// `secretkey`.
+    pub secret_key: Option<String>,
+    /// `region`; `AWS_REGION` / `AWS_DEFAULT_REGION`, then `us-east-1` when absent.
+    pub region: Option<String>,
+    /// `regionendpoint`: the endpoint of an S3-compatible service (`http://minio:9000`). A
+    /// missing scheme means `https` (or `http` when `secure` is false). Absent: AWS.
+    pub region_endpoint: Option<String>,
+    /// `bucket` (must exist).
+    pub bucket: String,
+    /// `rootdirectory`: a key prefix under which everything is stored.
+    pub root_directory: String,
+    /// `forcepathstyle`: `endpoint/bucket/key` instead of `bucket.endpoint/key`.
+    pub force_path_style: bool,
+    /// `secure`: HTTPS for endpoints given without a scheme (and for AWS). Default true.
+    pub secure: bool,
+    /// `v4auth`: registry:2's switch for AWS Signature V4. Only V4 is implemented: `false` is
+    /// refused for AWS endpoints (as registry:2 does) and otherwise logged and ignored.
+    pub v4auth: bool,
+    /// `chunksize`: the multipart part size in bytes, at least 5 MiB (default 10 MiB). Each
+    /// upload request holds at most one part in memory.
+    pub chunk_size: u64,
+    /// `skipverify`: accept any TLS certificate from the endpoint.
+    pub skip_verify: bool,
+    /// Extra trusted CA certificates (PEM bundle), as the AWS CLI's `AWS_CA_BUNDLE`; they add to
+    /// the system roots and only matter for HTTPS endpoints.
+    pub ca_bundle: Option<PathBuf>,
+    /// How many times a failed request is retried (connection errors, 5xx, throttling).
+    pub max_retries: usize,
+    /// Give up retrying a request after this long.
+    pub retry_timeout: Duration,
+}
+
+impl fmt::Debug for S3Options {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("S3Options")
+            .field("access_key", &self.access_key)
+            .field(
+                "secret_key",
+                &self.secret_key.as_ref().map(|_| "<redacted>"),
+            )
+            .field("region", &self.region)
+            .field("region_endpoint", &self.region_endpoint)
+            .field("bucket", &self.bucket)
+            .field("root_directory", &self.root_directory)
+            .field("force_path_style", &self.force_path_style)
+            .field("secure", &self.secure)
+            .field("chunk_size", &self.chunk_size)
+            .field("skip_verify", &self.skip_verify)
+            .field("ca_bundle", &self.ca_bundle)
+            .finish_non_exhaustive()
+    }
+}
+
+impl S3Options {
+    /// Defaults for `bucket`, as registry:2 has them; `ca_bundle` comes from `AWS_CA_BUNDLE`.
+    pub fn new(bucket: impl Into<String>) -> Self {
+        S3Options {
+            access_key: None,
+            secret_key: None,
+            region: None,
+            region_endpoint: None,
+            bucket: bucket.into(),
+            root_directory: String::new(),
+            force_path_style: false,
+            secure: true,
+            v4auth: true,
+            chunk_size: DEFAULT_CHUNK_SIZE,
+            skip_verify: false,
+            ca_bundle: std::env::var_os("AWS_CA_BUNDLE")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from),
+            max_retries: 3,
+            retry_timeout: Duration::from_secs(20),
+        }
+    }
+
+    /// The key prefix every key is stored under: empty, or `rootdirectory` without leading or
+    /// trailing slashes, plus one `/`.
+    pub(crate) fn key_prefix(&self) -> String {
+        let root = self.root_directory.trim_matches('/');
+        if root.is_empty() {
+            String::new()
+        } else {
+            format!("{root}/")
+        }
+    }
+
+    pub(crate) fn region_or_default(&self) -> String {
+        self.region
+            .clone()
+            .filter(|r| !r.is_empty())
+            .or_else(|| std::env::var("AWS_REGION").ok().filter(|r| !r.is_empty()))
+            .or_else(|| {
+                std::env::var("AWS_DEFAULT_REGION")
+                    .ok()
+                    .filter(|r| !r.is_empty())
+            })
+            .unwrap_or_else(|| "us-east-1".to_string())
+    }
+
+    /// Checks the values a misconfiguration would otherwise only reveal at the first request.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.bucket.is_empty() {
+            return Err("storage.s3.bucket is required".into());
+        }
+        if !(MIN_CHUNK_SIZE..=MAX_CHUNK_SIZE).contains(&self.chunk_size) {
+            return Err(format!(
+                "storage.s3.chunksize {} must be between {MIN_CHUNK_SIZE} (5 MiB) and {MAX_CHUNK_SIZE} (5 GiB)",
+                self.chunk_size
+            ));
+        }
+        if self.access_key.is_some() != self.secret_key.is_some() {
+            return Err("storage.s3.accesskey and secretkey must be set together".into());
+        }
+        if !self.v4auth {
+            let aws = self
+                .region_endpoint
+                .as_deref()
+                .is_none_or(|e| e.is_empty() || e.contains("amazonaws.com"));
+            if aws {
+                return Err("storage.s3.v4auth: false is not possible on Amazon S3".into());
+            }
+            tracing::warn!(
+                "storage.s3.v4auth is false, but only Signature V4 is implemented; signing with V4"
+            );
+        }
+        Ok(())
+    }
+
+    /// The URL of the bucket (`https://bucket.s3.region.amazonaws.com`,
+    /// `http://minio:9000/bucket`, …): every object URL is this plus `/` and the encoded key.
+    pub(crate) fn bucket_url(&self) -> Result<String, String> {
+        let scheme = if self.secure { "https" } else { "http" };
+        let endpoint = match self.region_endpoint.as_deref().filter(|e| !e.is_empty()) {
+            Some(e) if e.contains("://") => e.trim_end_matches('/').to_string(),
+            Some(e) => format!("{scheme}://{}", e.trim_end_matches('/')),
+            None => format!("{scheme}://s3.{}.amazonaws.com", self.region_or_default()),
+        };
+        if self.force_path_style {
+            return Ok(format!("{endpoint}/{}", self.bucket));
+        }
+        let (scheme, rest) = endpoint
+            .split_once("://")
+            .ok_or_else(|| format!("storage.s3.regionendpoint {endpoint:?} is not a URL"))?;
+        Ok(format!("{scheme}://{}.{rest}", self.bucket))
+    }
+
+    /// HTTP client settings shared by the object_store client and the raw requests.
+    pub(crate) fn client_options(&self, bucket_url: &str) -> Result<ClientOptions, String> {
+        let mut opts = ClientOptions::new()
+            .with_allow_http(bucket_url.starts_with("http://"))
+            .with_allow_invalid_certificates(self.skip_verify)
+            .with_connect_timeout(Duration::from_secs(5))
+            // no limit on a whole request (a blob GET lasts as long as its client reads), but
+            // a connection that stops delivering bytes is dropped
+            .with_timeout_disabled()
+            .with_read_timeout(Duration::from_secs(60))
+            .with_pool_idle_timeout(Duration::from_secs(30));
+        if let (Some(path), true) = (&self.ca_bundle, bucket_url.starts_with("https://")) {
+            let pem = std::fs::read(path)
+                .map_err(|e| format!("reading the CA bundle {}: {e}", path.display()))?;
+            let certs = Certificate::from_pem_bundle(&pem)
+                .map_err(|e| format!("parsing the CA bundle {}: {e}", path.display()))?;
+            for cert in certs {
+                opts = opts.with_root_certificate(cert);
+            }
+        }
+        Ok(opts)
+    }
+
+    pub(crate) fn retry_config(&self) -> RetryConfig {
+        RetryConfig {
+            backoff: BackoffConfig {
+                init_backoff: Duration::from_millis(100),
+                max_backoff: Duration::from_secs(2),
+                base: 2.0,
+            },
+            max_retries: self.max_retries,
+            retry_timeout: self.retry_timeout,
+        }
+    }
+
+    /// The object_store client. The bucket URL is computed here and handed over as a
+    /// "virtual-hosted" endpoint, which object_store uses verbatim, so both addressing styles
+    /// and any endpoint behave the same for object_store and for the raw requests.
+    pub(crate) fn build_store(&self, bucket_url: &str) -> Result<AmazonS3, String> {
+        let mut b = AmazonS3Builder::new();
+        if self.access_key.is_none() {
+            for name in CREDENTIAL_ENV {
+                let Some(value) = std::env::var(name).ok().filter(|v| !v.is_empty()) else {
+                    continue;
+                };
+                let key = AmazonS3ConfigKey::from_str(&name.to_ascii_lowercase())
+                    .map_err(|e| format!("{name}: {e}"))?;
+                b = b.with_config(key, value);
+            }
+        }
+        if let (Some(key), Some(secret)) = (&self.access_key, &self.secret_key) {
+            b = b.with_access_key_id(key).with_secret_access_key(secret);
+        }
+        b.with_bucket_name(&self.bucket)
+            .with_region(self.region_or_default())
+            .with_endpoint(bucket_url)
+            .with_virtual_hosted_style_request(true)
+            .with_client_options(self.client_options(bucket_url)?)
+            .with_retry(self.retry_config())
+            .build()
+            .map_err(|e| format!("S3 client: {e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(endpoint: Option<&str>) -> S3Options {
+        let mut o = S3Options::new("reg");
+        o.region = Some("eu-west-1".into());
+        o.region_endpoint = endpoint.map(str::to_string);
+        o
+    }
+
+    #[test]
+    fn bucket_urls_follow_registry2_rules() {
+        let mut o = opts(None);
+        assert_eq!(
+            o.bucket_url().unwrap(),
+            "https://reg.s3.eu-west-1.amazonaws.com"
+        );
+        o.force_path_style = true;
+        assert_eq!(
+            o.bucket_url().unwrap(),
+            "https://s3.eu-west-1.amazonaws.com/reg"
+        );
+        let mut o = opts(Some("http://127.0.0.1:8333/"));
+        o.force_path_style = true;
+        assert_eq!(o.bucket_url().unwrap(), "http://127.0.0.1:8333/reg");
+        let mut o = opts(Some("minio.example.com:9000"));
+        assert_eq!(
+            o.bucket_url().unwrap(),
+            "https://reg.minio.example.com:9000"
+        );
+        o.secure = false;
+        assert_eq!(o.bucket_url().unwrap(), "http://reg.minio.example.com:9000");
+    }
+
+    #[test]
+    fn root_directory_becomes_a_clean_prefix() {
+        let mut o = opts(None);
+        assert_eq!(o.key_prefix(), "");
+        o.root_directory = "/s3/object/name/prefix/".into();
+        assert_eq!(o.key_prefix(), "s3/object/name/prefix/");
+        o.root_directory = "/".into();
+        assert_eq!(o.key_prefix(), "");
+    }
+
+    #[test]
+    fn validation() {
+        assert!(opts(None).validate().is_ok());
+        let mut o = opts(None);
+        o.chunk_size = MIN_CHUNK_SIZE - 1;
+        assert!(o.validate().unwrap_err().contains("chunksize"));
+        let mut o = opts(None);
+        o.access_key = Some("k".into());
+        assert!(o.validate().is_err());
+        let mut o = opts(None);
+        o.v4auth = false;
+        assert!(o.validate().is_err(), "no V2 signatures on AWS");
+        let mut o = opts(Some("http://ceph:7480"));
+        o.v4auth = false;
+        assert!(o.validate().is_ok());
+        assert!(S3Options::new("").validate().is_err());
+    }
+
+    #[test]
+    fn debug_redacts_the_secret() {
+        let mut o = opts(None);
+        o.secret_key = Some("hunter2".into());
+        assert!(!format!("{o:?}").contains("hunter2"));
+    }
+}

@@ -176,6 +176,9 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- if eq $v.metadata.type "postgres" }}
 {{- /* The URL itself comes from the REGISTRY_DATABASE_URL environment variable (a Secret). */}}
 {{- $_ := set $config "database" (dict "poolsize" (int $v.metadata.postgres.poolSize)) }}
+{{- else if eq $v.storage.type "s3" }}
+{{- /* Embedded metadata next to S3 blobs: on the volume, not in the working directory. */}}
+{{- $_ := set $config "database" (dict "url" (printf "sqlite://%s/berth-meta.sqlite" (include "berth.dataDir" .))) }}
 {{- end }}
 {{- $merged := mustMergeOverwrite $config (deepCopy $v.configOverrides) }}
 {{- toYaml $merged }}

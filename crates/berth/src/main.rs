@@ -8,6 +8,7 @@ mod app;
 mod config;
 mod events;
 mod health;
+mod kube_secret;
 mod listener;
 mod logging;
 mod metered;
@@ -53,6 +54,8 @@ enum Command {
         #[arg(long)]
         database_url: Option<String>,
     },
+    /// Print a Kubernetes image pull Secret (kubernetes.io/dockerconfigjson) for this registry.
+    KubeSecret(kube_secret::Args),
 }
 
 #[derive(Subcommand)]
@@ -81,6 +84,7 @@ fn main() -> ExitCode {
             config,
             database_url,
         } => run_migrate_db(config, database_url),
+        Command::KubeSecret(args) => kube_secret::run(args).map_err(Into::into),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -45,6 +45,9 @@ pub enum ServeError {
     /// The metadata database could not be opened.
     #[error("metadata database: {0}")]
     Meta(#[from] berth_meta::MetaError),
+    /// `berth kube-secret` was given unusable flags.
+    #[error(transparent)]
+    KubeSecret(#[from] crate::kube_secret::KubeSecretError),
 }
 
 /// The components built from settings.

@@ -60,6 +60,14 @@ impl ApiError {
         self
     }
 
+    /// The status this error answers with.
+    pub fn status_code(&self) -> StatusCode {
+        self.0
+            .status
+            .or_else(|| StatusCode::from_u16(self.0.code.status()).ok())
+            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    }
+
     /// The OCI code.
     pub fn code(&self) -> ErrorCode {
         self.0.code
@@ -68,11 +76,8 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let status = self.status_code();
         let this = *self.0;
-        let status = this
-            .status
-            .or_else(|| StatusCode::from_u16(this.code.status()).ok())
-            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let mut entry = serde_json::json!({ "code": this.code.as_str(), "message": this.message });
         if let Some(d) = this.detail {
             entry["detail"] = d;

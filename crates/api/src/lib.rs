@@ -5,12 +5,21 @@
 //! dispatches on `(endpoint, method)` to a handler in the module for that resource. Handlers call
 //! the [`Registry`]; the registry never sees HTTP. Every failure is an [`ApiError`], whose body is
 //! the OCI `{"errors":[…]}` JSON and whose status comes from the single code table in `berth_oci`.
+//!
+//! Access control is an explicit step of that same dispatch, right after parsing: the endpoint
+//! says which repository and actions it needs ([`access`]), the `berth_auth::Authenticator`
+//! decides, and only then does a handler run. Pushes, mounts, deletes and logins are written to
+//! the audit log ([`audit`]) whatever the outcome.
 
+mod access;
+mod audit;
 mod blobs;
+mod client;
 mod endpoint;
 mod error;
 mod listing;
 mod manifests;
+mod token;
 mod uploads;
 mod util;
 
@@ -18,12 +27,14 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::http::{header, request::Parts, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
+use berth_auth::{Authenticator, Caller};
 use berth_oci::ErrorCode;
 use berth_registry::Registry;
 
+pub use client::{ClientInfo, IpNet};
 pub use endpoint::{Endpoint, PathError};
 
 /// Response extension naming the authenticated caller (user or robot), for access logs and
@@ -42,13 +53,39 @@ const FILTERS_HEADER: &str = "oci-filters-applied";
 const CHUNK_MIN_HEADER: &str = "oci-chunk-min-length";
 const API_VERSION_HEADER: &str = "docker-distribution-api-version";
 
-/// The router serving the OCI Distribution API for `registry`.
-pub fn router(registry: Arc<Registry>) -> Router {
-    Router::new().fallback(dispatch).with_state(registry)
+/// What the HTTP layer needs besides the registry.
+#[derive(Clone, Default)]
+pub struct ApiOptions {
+    /// Authentication and authorization; `None` serves everyone (registry:2 without `auth`).
+    pub auth: Option<Arc<Authenticator>>,
+    /// Proxies whose `X-Forwarded-For`/`X-Forwarded-Proto` are believed.
+    pub trusted_proxies: Vec<IpNet>,
+    /// Whether Berth itself serves TLS (the scheme of realm URLs built from requests).
+    pub https: bool,
 }
 
-async fn dispatch(State(reg): State<Arc<Registry>>, req: Request) -> Response {
-    let mut resp = route(&reg, req)
+#[derive(Clone)]
+struct AppState {
+    reg: Arc<Registry>,
+    opts: Arc<ApiOptions>,
+}
+
+/// The router serving the OCI Distribution API for `registry`, without access control.
+pub fn router(registry: Arc<Registry>) -> Router {
+    router_with(registry, ApiOptions::default())
+}
+
+/// The router with options (authentication, trusted proxies).
+pub fn router_with(registry: Arc<Registry>, opts: ApiOptions) -> Router {
+    let state = AppState {
+        reg: registry,
+        opts: Arc::new(opts),
+    };
+    Router::new().fallback(dispatch).with_state(state)
+}
+
+async fn dispatch(State(st): State<AppState>, req: Request) -> Response {
+    let mut resp = route(&st, req)
         .await
         .unwrap_or_else(IntoResponse::into_response);
     resp.headers_mut()
@@ -56,16 +93,74 @@ async fn dispatch(State(reg): State<Arc<Registry>>, req: Request) -> Response {
     resp
 }
 
-async fn route(reg: &Registry, req: Request) -> ApiResult {
+async fn route(st: &AppState, req: Request) -> ApiResult {
     let (parts, body) = req.into_parts();
+    let client = ClientInfo::from_parts(&parts, &st.opts.trusted_proxies, st.opts.https);
+    if parts.uri.path() == berth_auth::TOKEN_PATH {
+        if let Some(auth) = &st.opts.auth {
+            return token::handle(auth, &parts, body, &client).await;
+        }
+    }
     let ep = Endpoint::parse(parts.uri.path())?;
-    let q = Query::parse(parts.uri.query());
+    let asked = Query::parse(parts.uri.query());
+    let mut q = asked.clone();
+    let mut user = None;
+    let (who, result) = match &st.opts.auth {
+        None => (
+            "-".to_string(),
+            handle(&st.reg, ep.clone(), &parts, q, body, None).await,
+        ),
+        Some(auth) => {
+            let who = access::claimed(&access::credentials(&parts.headers));
+            match access::check(auth, &ep, &parts.method, &mut q, &parts.headers, &client).await {
+                Ok(caller) => {
+                    let who = caller.principal.to_string();
+                    if !caller.principal.is_anonymous() {
+                        user = Some(AuthenticatedUser(who.clone()));
+                    }
+                    let r =
+                        handle(&st.reg, ep.clone(), &parts, q, body, Some((auth, &caller))).await;
+                    (who, r)
+                }
+                Err(e) => (who, Err(e)),
+            }
+        }
+    };
+    audit::request(
+        &ep,
+        &parts.method,
+        &asked,
+        &who,
+        &client,
+        access::status_of(&result),
+    );
+    let mut resp = result.unwrap_or_else(IntoResponse::into_response);
+    if let Some(u) = user {
+        resp.extensions_mut().insert(u);
+    }
+    Ok(resp)
+}
+
+async fn handle(
+    reg: &Registry,
+    ep: Endpoint,
+    parts: &Parts,
+    q: Query,
+    body: Body,
+    caller: Option<(&Authenticator, &Caller)>,
+) -> ApiResult {
     let h = &parts.headers;
     let m = &parts.method;
     use Endpoint as E;
     match ep {
         E::Base if is_get(m) => base(),
-        E::Catalog if m == Method::GET => listing::catalog(reg, &q).await,
+        E::Catalog if m == Method::GET => match caller {
+            Some((auth, c)) => {
+                let visible = |r: &berth_oci::RepoName| auth.lists(c, r);
+                listing::catalog_filtered(reg, &q, &visible).await
+            }
+            None => listing::catalog(reg, &q).await,
+        },
         E::Tags(repo) if m == Method::GET => listing::tags(reg, &repo, &q).await,
         E::Referrers(repo, d) if m == Method::GET => listing::referrers(reg, &repo, &d, &q).await,
         E::Manifest(repo, r) if is_get(m) => manifests::get(reg, &repo, &r, m == Method::GET).await,

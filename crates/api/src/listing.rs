@@ -75,6 +75,49 @@ pub async fn referrers(reg: &Registry, repo: &RepoName, subject: &Digest, q: &Qu
     )
 }
 
+/// Registry pages fetched at a time while filtering the catalog.
+const FILTER_BATCH: usize = 1000;
+/// Most entries in one filtered page (the registry's own cap).
+const MAX_PAGE: usize = 10_000;
+
+/// `GET /v2/_catalog` showing only the repositories `visible` accepts; pagination counts
+/// visible entries only, so hidden names never leak through `Link` or page sizes.
+pub async fn catalog_filtered(
+    reg: &Registry,
+    q: &Query,
+    visible: &(dyn Fn(&RepoName) -> bool + Sync),
+) -> ApiResult {
+    let n = q.page_size()?;
+    let limit = n.unwrap_or(MAX_PAGE).min(MAX_PAGE);
+    let mut items: Vec<String> = Vec::new();
+    let mut cursor = q.get("last").map(String::from);
+    let mut more = false;
+    'pages: loop {
+        let page = reg.catalog(Some(FILTER_BATCH), cursor.as_deref()).await?;
+        for name in page.items {
+            cursor = Some(name.clone());
+            if !RepoName::parse(&name).is_ok_and(|r| visible(&r)) {
+                continue;
+            }
+            if items.len() == limit {
+                more = true;
+                break 'pages;
+            }
+            items.push(name);
+        }
+        if !page.more {
+            break;
+        }
+    }
+    let next = next_link(more, items.last(), n, "/v2/_catalog");
+    json_response(
+        json!({ "repositories": items }),
+        "application/json",
+        next,
+        None,
+    )
+}
+
 fn next_link(more: bool, last: Option<&String>, n: Option<usize>, path: &str) -> Option<String> {
     let last = last.filter(|_| more)?;
     let enc: String = form_urlencoded::byte_serialize(last.as_bytes()).collect();

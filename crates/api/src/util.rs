@@ -11,6 +11,7 @@ use futures::TryStreamExt;
 use crate::error::ApiError;
 
 /// Parsed query string; keys may repeat (`?tag=a&tag=b`).
+#[derive(Clone, Debug)]
 pub struct Query(Vec<(String, String)>);
 
 impl Query {
@@ -37,6 +38,11 @@ impl Query {
             .iter()
             .filter(move |(k, _)| k == key)
             .map(|(_, v)| v.as_str())
+    }
+
+    /// Drops every value of `keys`.
+    pub fn remove(&mut self, keys: &[&str]) {
+        self.0.retain(|(k, _)| !keys.contains(&k.as_str()));
     }
 
     /// `n` as a page size.

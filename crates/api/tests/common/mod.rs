@@ -87,6 +87,15 @@ impl Reg {
         Reg { app, dir }
     }
 
+    /// A registry served with `opts` (authentication and so on); `opts` is built with the
+    /// storage directory, where it may keep its files.
+    pub fn with_api(opts: impl FnOnce(&Path) -> berth_api::ApiOptions) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = opts(dir.path());
+        let app = berth_api::router_with(Arc::new(registry(dir.path(), true)), opts);
+        Reg { app, dir }
+    }
+
     /// A new router over the same directory (a server restart).
     pub fn restart(&mut self) {
         self.app = build(self.dir.path(), true);
@@ -185,15 +194,18 @@ impl Reg {
     }
 }
 
-fn build(dir: &Path, delete_enabled: bool) -> Router {
+fn registry(dir: &Path, delete_enabled: bool) -> Registry {
     let storage = FsBackend::new(dir).unwrap();
     let meta = SqliteStore::open(&dir.join("berth-meta.sqlite"), SqliteOptions::default()).unwrap();
-    let reg = Registry::new(
+    Registry::new(
         Arc::new(storage),
         Arc::new(meta),
         RegistryOptions { delete_enabled },
-    );
-    berth_api::router(Arc::new(reg))
+    )
+}
+
+fn build(dir: &Path, delete_enabled: bool) -> Router {
+    berth_api::router(Arc::new(registry(dir, delete_enabled)))
 }
 
 fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {

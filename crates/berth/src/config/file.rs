@@ -37,6 +37,9 @@ pub struct ConfigFile {
     pub database: Database,
     /// Berth: Prometheus metrics on the main port.
     pub metrics: MetricsSection,
+    /// Berth: access policy for authenticated and anonymous callers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy: Option<Policy>,
 }
 
 /// `metrics` (Berth).
@@ -236,6 +239,10 @@ pub struct Http {
     /// The debug/metrics listener.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub debug: Option<Debug>,
+    /// Berth: proxies (addresses or CIDR networks) whose `X-Forwarded-For` and
+    /// `X-Forwarded-Proto` headers are believed.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub trustedproxies: Vec<Text>,
 }
 
 /// `http.tls`.
@@ -300,6 +307,111 @@ pub struct Auth {
     /// Bearer tokens from an external token server.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token: Option<Token>,
+    /// Berth: its own token endpoint (`/auth/token`) signing short-lived bearer tokens.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<Issuer>,
+    /// Berth: robot accounts (`robot$<name>` logins), managed with `berth robot`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub robots: Option<RobotsFile>,
+    /// Berth: limits on failed logins.
+    pub limits: LoginLimits,
+}
+
+/// `auth.issuer` (Berth's own token endpoint).
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(default)]
+#[schemars(deny_unknown_fields)]
+pub struct Issuer {
+    /// PEM signing key (P-256 or RSA); a P-256 key is generated there when missing. Default:
+    /// `token-signing-key.pem` next to the embedded metadata database.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<Text>,
+    /// `iss` claim (default `berth`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<Text>,
+    /// `aud` claim and challenge `service` (default `berth-registry`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service: Option<Text>,
+    /// Token lifetime (default 5m).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lifetime: Option<GoDuration>,
+    /// Fixed realm URL; default: the request's scheme and host plus `/auth/token`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub realm: Option<Text>,
+}
+
+/// `auth.robots`.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(default)]
+#[schemars(deny_unknown_fields)]
+pub struct RobotsFile {
+    /// The robots YAML file (re-read when it changes).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<Text>,
+}
+
+/// `auth.limits`.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(default)]
+#[schemars(deny_unknown_fields)]
+pub struct LoginLimits {
+    /// Failed logins per client address per window before 429 (default 10).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub clientfailures: Option<Count>,
+    /// Failed logins per user name per window before 429 (default 50).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub userfailures: Option<Count>,
+    /// The window (default 1m).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub window: Option<GoDuration>,
+}
+
+/// `policy` (Berth): who may pull, push and delete where. Default deny once present.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(default)]
+#[schemars(deny_unknown_fields)]
+pub struct Policy {
+    /// Users with every action on every repository.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub admins: Vec<Text>,
+    /// Group name to member user names.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub groups: BTreeMap<String, Vec<Text>>,
+    /// What callers without credentials may do.
+    pub anonymous: AnonymousAccess,
+    /// Grants.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<Rule>,
+}
+
+/// `policy.anonymous`.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(default)]
+#[schemars(deny_unknown_fields)]
+pub struct AnonymousAccess {
+    /// Repository patterns anyone may pull (`public/**`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub pull: Vec<Text>,
+}
+
+/// `policy.rules[]`.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(default)]
+#[schemars(deny_unknown_fields)]
+pub struct Rule {
+    /// User names; `*` is every htpasswd user.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub users: Vec<Text>,
+    /// Groups from `policy.groups`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<Text>,
+    /// Robot names without the `robot$` prefix; `*` is every robot.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub robots: Vec<Text>,
+    /// Repository patterns: `team-a/*` (one level), `team-a/**` (any depth), `**`.
+    pub repositories: Vec<Text>,
+    /// `pull`, `push`, `delete`.
+    pub actions: Vec<Text>,
 }
 
 /// `auth.htpasswd`.

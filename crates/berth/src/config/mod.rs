@@ -8,6 +8,7 @@
 //! binary reads. Why a tree first: overrides must work for keys the file does not mention, and
 //! `REGISTRY_STORAGE=s3` must be able to drop the file's `filesystem` section.
 
+mod access;
 mod check;
 pub mod de;
 pub mod env;

@@ -34,8 +34,10 @@ pub struct Settings {
     pub upload_purging: Option<PurgeSettings>,
     /// Metadata database.
     pub database: DatabaseSettings,
-    /// Authentication.
+    /// Authentication and authorization.
     pub auth: AuthSettings,
+    /// `http.trustedproxies`.
+    pub trusted_proxies: Vec<berth_api::IpNet>,
     /// Webhook receivers.
     pub notifications: Vec<EndpointSettings>,
     /// Storage health check.
@@ -158,6 +160,61 @@ pub struct AuthSettings {
     pub htpasswd: Option<HtpasswdSettings>,
     /// `auth.token`.
     pub token: Option<TokenSettings>,
+    /// `auth.issuer`.
+    pub issuer: Option<IssuerSettings>,
+    /// `auth.robots.path`.
+    pub robots: Option<PathBuf>,
+    /// `auth.limits`.
+    pub limits: LoginLimitSettings,
+    /// `policy`, checked; `None` when the section is absent.
+    pub policy: Option<berth_auth::PolicyConfig>,
+}
+
+impl AuthSettings {
+    /// Whether any form of authentication or policy is configured.
+    pub fn enabled(&self) -> bool {
+        self.htpasswd.is_some()
+            || self.token.is_some()
+            || self.issuer.is_some()
+            || self.robots.is_some()
+            || self.policy.is_some()
+    }
+}
+
+/// `auth.issuer` (Berth's own token endpoint).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IssuerSettings {
+    /// Signing key file.
+    pub key: PathBuf,
+    /// `iss`.
+    pub issuer: String,
+    /// `aud` and challenge service.
+    pub service: String,
+    /// Token lifetime.
+    pub lifetime: Duration,
+    /// Fixed realm, else derived from each request.
+    pub realm: Option<String>,
+}
+
+/// `auth.limits`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LoginLimitSettings {
+    /// Failures per client address per window.
+    pub client_failures: u32,
+    /// Failures per user per window.
+    pub user_failures: u32,
+    /// Window.
+    pub window: Duration,
+}
+
+impl Default for LoginLimitSettings {
+    fn default() -> Self {
+        LoginLimitSettings {
+            client_failures: 10,
+            user_failures: 50,
+            window: Duration::from_secs(60),
+        }
+    }
 }
 
 /// `auth.htpasswd`.

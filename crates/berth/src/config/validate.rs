@@ -27,6 +27,7 @@ pub fn settings(f: &ConfigFile, warnings: &mut Vec<Warning>) -> R<Settings> {
     }
     let storage = storage(&f.storage)?;
     let database = database(&f.database, &storage, warnings)?;
+    let auth = super::access::auth(f, &database)?;
     let http = &f.http;
     if let Some(net) = http.net.as_ref().map(Text::as_str) {
         if !matches!(net, "tcp" | "tcp4" | "tcp6") {
@@ -54,7 +55,8 @@ pub fn settings(f: &ConfigFile, warnings: &mut Vec<Warning>) -> R<Settings> {
         upload_purging: purging(&f.storage.maintenance.uploadpurging)?,
         storage,
         database,
-        auth: auth(&f.auth)?,
+        auth,
+        trusted_proxies: super::access::trusted_proxies(&f.http)?,
         notifications: f
             .notifications
             .endpoints
@@ -104,7 +106,7 @@ fn prefix(p: Option<&Text>) -> R<String> {
     Ok(trimmed.to_owned())
 }
 
-fn opt_url(key: &str, v: Option<&Text>) -> R<Option<String>> {
+pub(super) fn opt_url(key: &str, v: Option<&Text>) -> R<Option<String>> {
     let Some(v) = v else { return Ok(None) };
     let s = v.as_str().trim_end_matches('/');
     if !(s.starts_with("http://") || s.starts_with("https://")) || s.len() < 9 {
@@ -116,7 +118,7 @@ fn opt_url(key: &str, v: Option<&Text>) -> R<Option<String>> {
     Ok(Some(s.to_owned()))
 }
 
-fn path(key: &str, v: Option<&Text>) -> R<PathBuf> {
+pub(super) fn path(key: &str, v: Option<&Text>) -> R<PathBuf> {
     match v {
         Some(t) if !t.as_str().is_empty() => Ok(PathBuf::from(t.as_str())),
         _ => Err(ConfigError::value(key, "is required")),
@@ -338,47 +340,6 @@ fn purging(p: &file::UploadPurging) -> R<Option<PurgeSettings>> {
     }))
 }
 
-fn auth(a: &file::Auth) -> R<AuthSettings> {
-    if a.htpasswd.is_some() && a.token.is_some() {
-        return Err(ConfigError::value(
-            "auth",
-            "configure one of htpasswd or token, not both",
-        ));
-    }
-    let htpasswd = a
-        .htpasswd
-        .as_ref()
-        .map(|h| {
-            Ok(HtpasswdSettings {
-                realm: h
-                    .realm
-                    .as_ref()
-                    .map_or("Berth Registry", Text::as_str)
-                    .to_owned(),
-                path: path("auth.htpasswd.path", h.path.as_ref())?,
-            })
-        })
-        .transpose()?;
-    let token = a.token.as_ref().map(token).transpose()?;
-    Ok(AuthSettings { htpasswd, token })
-}
-
-fn token(t: &file::Token) -> R<TokenSettings> {
-    let req = |key: &str, v: &Option<Text>| {
-        v.as_ref()
-            .map(|t| t.0.clone())
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| ConfigError::value(key, "is required"))
-    };
-    Ok(TokenSettings {
-        realm: req("auth.token.realm", &t.realm)?,
-        service: req("auth.token.service", &t.service)?,
-        issuer: req("auth.token.issuer", &t.issuer)?,
-        root_cert_bundle: path("auth.token.rootcertbundle", t.rootcertbundle.as_ref())?,
-        auto_redirect: t.autoredirect.is_some_and(|f| f.0),
-    })
-}
-
 fn endpoint(i: usize, e: &file::Endpoint) -> R<EndpointSettings> {
     let key = |k: &str| format!("notifications.endpoints[{i}].{k}");
     let url = e.url.as_str();
@@ -429,13 +390,13 @@ fn endpoint(i: usize, e: &file::Endpoint) -> R<EndpointSettings> {
     })
 }
 
-fn positive(key: &str, d: Duration) -> R<Duration> {
+pub(super) fn positive(key: &str, d: Duration) -> R<Duration> {
     if d.is_zero() {
         return Err(ConfigError::value(key, "must be greater than zero"));
     }
     Ok(d)
 }
 
-fn small(key: &str, n: u64) -> R<u32> {
+pub(super) fn small(key: &str, n: u64) -> R<u32> {
     u32::try_from(n).map_err(|_| ConfigError::value(key, format!("{n} is too large")))
 }

@@ -19,6 +19,8 @@ use crate::observe::{observe, Observe};
 pub struct Parts {
     /// The registry.
     pub registry: Arc<Registry>,
+    /// Access control and the other API options.
+    pub api: berth_api::ApiOptions,
     /// Health state.
     pub health: Health,
     /// Metrics, when served on the main port.
@@ -33,7 +35,7 @@ pub struct Parts {
 
 /// Builds the main router.
 pub fn build(p: Parts) -> Router {
-    let api = berth_api::router(p.registry);
+    let api = berth_api::router_with(p.registry, p.api);
     let mut app = health_routes(p.health);
     if let Some((path, m)) = p.metrics_on_main {
         app = app.route(

@@ -4,6 +4,7 @@
 //! registry:2-shaped YAML into one validated [`config::Settings`], builds the storage backend and
 //! metadata store from it, and hands the library crates their own option structs.
 
+mod access;
 mod app;
 mod config;
 mod events;

@@ -48,6 +48,9 @@ pub enum ServeError {
     /// `berth kube-secret` was given unusable flags.
     #[error(transparent)]
     KubeSecret(#[from] crate::kube_secret::KubeSecretError),
+    /// Users, robots, keys or policy could not be loaded.
+    #[error("auth: {0}")]
+    Auth(#[from] berth_auth::AuthError),
 }
 
 /// The components built from settings.
@@ -62,8 +65,8 @@ struct Components {
 /// Runs the registry until a shutdown signal.
 pub async fn serve(settings: Settings) -> Result<(), ServeError> {
     let started = Instant::now();
-    refuse_unsupported(&settings)?;
     let c = build_components(&settings).await?;
+    let api = crate::access::api_options(&settings)?;
     let mut registry = Registry::new(
         c.storage.clone(),
         c.meta.clone(),
@@ -102,6 +105,7 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
     };
     let app = app::build(app::Parts {
         registry,
+        api,
         health,
         metrics_on_main: settings
             .metrics_on_main
@@ -204,21 +208,6 @@ async fn spawn_debug_listener(
     let bound = listener::bind(opts).await?;
     tracing::info!(addr = %bound.local_addr()?, "debug listener (metrics, health) ready");
     Ok(tokio::spawn(bound.serve(router, shutdown)))
-}
-
-/// Settings that parse but whose feature is not in this build yet.
-fn refuse_unsupported(s: &Settings) -> Result<(), ServeError> {
-    let missing = if s.auth.htpasswd.is_some() || s.auth.token.is_some() {
-        Some("auth (authentication)")
-    } else {
-        None
-    };
-    match missing {
-        Some(what) => Err(ServeError::Unsupported(format!(
-            "{what} is configured but not supported by this build; refusing to start rather than serve without it"
-        ))),
-        None => Ok(()),
-    }
 }
 
 /// `storage.s3` settings as the backend's options (credentials from the environment when the

@@ -6,6 +6,9 @@
 
 mod access;
 mod app;
+mod cli_files;
+mod cli_robot;
+mod cli_user;
 mod config;
 mod events;
 mod health;
@@ -57,6 +60,12 @@ enum Command {
     },
     /// Print a Kubernetes image pull Secret (kubernetes.io/dockerconfigjson) for this registry.
     KubeSecret(kube_secret::Args),
+    /// Manage htpasswd users (bcrypt).
+    #[command(subcommand)]
+    User(cli_user::UserCommand),
+    /// Manage robot accounts (`robot$<name>` logins for CI).
+    #[command(subcommand)]
+    Robot(cli_robot::RobotCommand),
 }
 
 #[derive(Subcommand)]
@@ -75,8 +84,10 @@ fn main() -> ExitCode {
     tune_allocator();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Serve { config } => run_serve(config),
-        Command::Config(ConfigCommand::Check { file }) => check_config(file),
+        Command::Serve { config } => run_serve(config).map_err(|e| e.to_string()),
+        Command::Config(ConfigCommand::Check { file }) => {
+            check_config(file).map_err(|e| e.to_string())
+        }
         Command::Config(ConfigCommand::Schema) => {
             print!("{}", config::schema_json());
             Ok(())
@@ -84,8 +95,10 @@ fn main() -> ExitCode {
         Command::MigrateDb {
             config,
             database_url,
-        } => run_migrate_db(config, database_url),
-        Command::KubeSecret(args) => kube_secret::run(args).map_err(Into::into),
+        } => run_migrate_db(config, database_url).map_err(|e| e.to_string()),
+        Command::User(c) => cli_user::run(c).map_err(|e| e.to_string()),
+        Command::Robot(c) => cli_robot::run(c).map_err(|e| e.to_string()),
+        Command::KubeSecret(args) => kube_secret::run(args).map_err(|e| e.to_string()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -69,14 +69,14 @@ pub fn credentials(h: &HeaderMap) -> Credentials {
         .flatten()
         .and_then(|b| String::from_utf8(b).ok());
     match decoded.as_deref().and_then(|s| s.split_once(':')) {
+        // containers/image sends `Basic Og==` (":") when it has no credentials for a basic
+        // challenge: that is an anonymous request, not a failed login.
+        Some(("", "")) => Credentials::None,
         Some((u, p)) => Credentials::Basic {
             user: u.to_string(),
             password: p.to_string(),
         },
-        None => Credentials::Basic {
-            user: String::new(),
-            password: String::new(),
-        },
+        None => Credentials::Malformed,
     }
 }
 
@@ -86,6 +86,7 @@ pub fn claimed(c: &Credentials) -> String {
         Credentials::None => "anonymous".into(),
         Credentials::Basic { user, .. } => user.clone(),
         Credentials::Bearer(_) => "bearer".into(),
+        Credentials::Malformed => "malformed".into(),
     }
 }
 
@@ -295,13 +296,12 @@ mod tests {
         ] {
             assert_eq!(
                 credentials(&with_auth(junk)),
-                Credentials::Basic {
-                    user: String::new(),
-                    password: String::new()
-                },
+                Credentials::Malformed,
                 "{junk}"
             );
         }
+        let empty = format!("Basic {}", STANDARD.encode(":"));
+        assert_eq!(credentials(&with_auth(&empty)), Credentials::None);
     }
 
     #[test]

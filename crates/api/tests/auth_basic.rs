@@ -60,7 +60,14 @@ async fn users_get_what_the_policy_grants() {
     reg.get_as(&login("alice"), "/v2/team-b/secret/tags/list")
         .await
         .assert_error(403, "DENIED");
-    // anyone may pull public/**, with or without credentials
+    // anyone may pull public/**, with or without credentials; containers/image sends an
+    // empty basic pair (`Basic Og==`) when it has none, which counts as no credentials
+    reg.get_as(&basic("", ""), "/v2/public/app/manifests/v1")
+        .await
+        .assert_status(200);
+    reg.get_as(&basic("", ""), APP)
+        .await
+        .assert_error(401, "UNAUTHORIZED");
     reg.get_as("", "/v2/public/app/manifests/v1")
         .await
         .assert_status(200);

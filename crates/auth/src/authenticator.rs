@@ -31,6 +31,8 @@ pub enum Credentials {
     },
     /// `Bearer` token.
     Bearer(String),
+    /// An `Authorization` header that could not be read (unknown scheme, bad base64).
+    Malformed,
 }
 
 impl std::fmt::Debug for Credentials {
@@ -39,6 +41,7 @@ impl std::fmt::Debug for Credentials {
             Credentials::None => f.write_str("None"),
             Credentials::Basic { user, .. } => write!(f, "Basic({user}, ***)"),
             Credentials::Bearer(_) => f.write_str("Bearer(***)"),
+            Credentials::Malformed => f.write_str("Malformed"),
         }
     }
 }
@@ -212,6 +215,9 @@ impl Authenticator {
             Credentials::None => Ok(Caller::anonymous()),
             Credentials::Bearer(t) => self.bearer(t),
             Credentials::Basic { user, password } => self.basic(user, password, client).await,
+            Credentials::Malformed => Err(AuthFailure::BadCredentials(
+                "unreadable Authorization header",
+            )),
         }
     }
 

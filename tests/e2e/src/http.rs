@@ -169,6 +169,29 @@ pub fn head(url: &str, headers: &[(&str, &str)]) -> Response {
     request("HEAD", url, headers, &[]).unwrap_or_else(|e| panic!("HEAD {url}: {e}"))
 }
 
+/// An `Authorization: Basic …` value.
+pub fn basic_auth(user: &str, password: &str) -> String {
+    const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let data = format!("{user}:{password}").into_bytes();
+    let mut out = String::from("Basic ");
+    for chunk in data.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(B64[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
 /// Every manifest media type, for `Accept` headers.
 pub const ACCEPT_MANIFESTS: &str = "application/vnd.oci.image.manifest.v1+json, \
     application/vnd.oci.image.index.v1+json, \
@@ -178,6 +201,13 @@ pub const ACCEPT_MANIFESTS: &str = "application/vnd.oci.image.manifest.v1+json, 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn basic_auth_is_base64() {
+        assert_eq!(basic_auth("alice", "s3cret"), "Basic YWxpY2U6czNjcmV0");
+        assert_eq!(basic_auth("a", "b"), "Basic YTpi");
+        assert_eq!(basic_auth("ab", "c"), "Basic YWI6Yw==");
+    }
 
     #[test]
     fn parses_chunked_and_length_bodies() {

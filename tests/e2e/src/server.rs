@@ -97,6 +97,9 @@ pub struct ServerOptions {
     client_cas: Vec<PathBuf>,
     min_tls: Option<String>,
     drain_timeout: Option<String>,
+    extra_config: String,
+    admin: Option<String>,
+    berth: bool,
 }
 
 impl ServerOptions {
@@ -130,6 +133,21 @@ impl ServerOptions {
     /// `http.draintimeout` (a Go duration such as `1s`).
     pub fn drain_timeout(mut self, d: &str) -> ServerOptions {
         self.drain_timeout = Some(d.into());
+        self
+    }
+
+    /// Top-level sections appended to config.yml (`auth:`, `policy:`); implies Berth, whatever
+    /// `E2E_TARGET` says (these are Berth features).
+    pub fn config(mut self, extra: &str) -> ServerOptions {
+        self.extra_config.push_str(extra);
+        self.berth = true;
+        self
+    }
+
+    /// Basic credentials the harness's own cross-checks ([`Server::get_manifest`],
+    /// [`Server::tags`], …) send; readiness then also accepts a 401 from `/v2/`.
+    pub fn admin(mut self, user: &str, password: &str) -> ServerOptions {
+        self.admin = Some(http::basic_auth(user, password));
         self
     }
 
@@ -191,7 +209,11 @@ impl Server {
     }
 
     fn launch(opts: ServerOptions, storage: Option<&str>) -> Server {
-        let target = Target::current();
+        let target = if opts.berth {
+            Target::Berth
+        } else {
+            Target::current()
+        };
         let mut last_log = String::new();
         for _ in 0..5 {
             let dir = tempfile::Builder::new()
@@ -328,20 +350,54 @@ impl Server {
         }
     }
 
+    /// The admin's `Authorization` header for cross-checks, when the options name one.
+    fn admin(&self) -> Vec<(&str, &str)> {
+        self.opts
+            .admin
+            .as_deref()
+            .map(|a| vec![("Authorization", a)])
+            .unwrap_or_default()
+    }
+
     /// `GET /v2/<repo>/manifests/<reference>` accepting every manifest type.
     pub fn get_manifest(&self, repo: &str, reference: &str) -> http::Response {
         let url = format!("{}/v2/{repo}/manifests/{reference}", self.url());
-        http::get(&url, &[("Accept", http::ACCEPT_MANIFESTS)])
+        let mut h = self.admin();
+        h.push(("Accept", http::ACCEPT_MANIFESTS));
+        http::get(&url, &h)
     }
 
     /// `HEAD /v2/<repo>/blobs/<digest>` status.
     pub fn blob_status(&self, repo: &str, digest: &str) -> u16 {
-        http::head(&format!("{}/v2/{repo}/blobs/{digest}", self.url()), &[]).status
+        http::head(
+            &format!("{}/v2/{repo}/blobs/{digest}", self.url()),
+            &self.admin(),
+        )
+        .status
+    }
+
+    /// The repositories in the catalog (sorted), as the admin.
+    pub fn catalog(&self) -> Vec<String> {
+        let r = http::get(&format!("{}/v2/_catalog", self.url()), &self.admin());
+        assert_eq!(r.status, 200, "catalog:\n{}", r.describe());
+        let mut names: Vec<String> = r.json()["repositories"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names
     }
 
     /// The tag list of `repo` via `GET /v2/<repo>/tags/list` (sorted), or `None` on 404.
     pub fn tags(&self, repo: &str) -> Option<Vec<String>> {
-        let r = http::get(&format!("{}/v2/{repo}/tags/list", self.url()), &[]);
+        let r = http::get(
+            &format!("{}/v2/{repo}/tags/list", self.url()),
+            &self.admin(),
+        );
         if r.status == 404 {
             return None;
         }
@@ -371,9 +427,10 @@ impl Server {
             )
         });
         let yaml = format!(
-            "version: 0.1\nhttp:\n  addr: 127.0.0.1:{}\n{}storage:\n{storage}",
+            "version: 0.1\nhttp:\n  addr: 127.0.0.1:{}\n{}storage:\n{storage}{}",
             self.port,
             self.opts.http_yaml(),
+            self.opts.extra_config,
         );
         fs::write(self.config_path(), yaml).expect("write config.yml");
     }
@@ -456,10 +513,12 @@ impl Server {
 }
 
 impl Server {
+    /// `/v2/` answers 200, or 401 when authentication is on (the options name an admin).
     fn answers_200(&self, url: &str) -> bool {
+        let up = |s: u16| s == 200 || (s == 401 && self.opts.admin.is_some());
         match self.client_tls() {
-            Some(c) => tls::probe(&self.addr(), c).is_ok_and(|s| s == 200),
-            None => http::request("GET", url, &[], &[]).is_ok_and(|r| r.status == 200),
+            Some(c) => tls::probe(&self.addr(), c).is_ok_and(up),
+            None => http::request("GET", url, &[], &[]).is_ok_and(|r| up(r.status)),
         }
     }
 }

@@ -230,7 +230,9 @@ pub fn challenge(
         Challenge::Bearer { realm, service } => {
             let realm = match realm {
                 Realm::Fixed(u) => u.clone(),
-                Realm::Auto(path) => format!("{}://{}{path}", client.scheme, client.host),
+                Realm::Auto(path) => {
+                    format!("{}://{}{}{path}", client.scheme, client.host, client.prefix)
+                }
             };
             let mut s = format!("Bearer realm={},service={}", quote(&realm), quote(service));
             if let Some(sc) = scope {
@@ -361,6 +363,7 @@ mod tests {
             user_agent: String::new(),
             scheme: "https".into(),
             host: "reg.example:5000".into(),
+            prefix: "/registry".into(),
         };
         let basic = Challenge::Basic {
             realm: "My \"Realm\"".into(),
@@ -380,7 +383,7 @@ mod tests {
                 Some("insufficient_scope"),
                 &client
             ),
-            r#"Bearer realm="https://reg.example:5000/auth/token",service="berth",scope="repository:a:pull,push",error="insufficient_scope""#
+            r#"Bearer realm="https://reg.example:5000/registry/auth/token",service="berth",scope="repository:a:pull,push",error="insufficient_scope""#
         );
         let fixed = Challenge::Bearer {
             realm: Realm::Fixed("https://auth.example/token".into()),

@@ -76,6 +76,8 @@ pub struct ClientInfo {
     pub scheme: String,
     /// The host the client addressed.
     pub host: String,
+    /// The path prefix the API is served below (`""` or `/registry`).
+    pub prefix: String,
 }
 
 impl ClientInfo {
@@ -107,6 +109,7 @@ impl ClientInfo {
             user_agent: text(h, header::USER_AGENT.as_str()).unwrap_or_default(),
             scheme,
             host,
+            prefix: String::new(),
         }
     }
 }

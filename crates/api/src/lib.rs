@@ -62,6 +62,8 @@ pub struct ApiOptions {
     pub trusted_proxies: Vec<IpNet>,
     /// Whether Berth itself serves TLS (the scheme of realm URLs built from requests).
     pub https: bool,
+    /// `http.prefix` the API is served below (part of realm URLs built from requests).
+    pub prefix: String,
 }
 
 #[derive(Clone)]
@@ -95,7 +97,8 @@ async fn dispatch(State(st): State<AppState>, req: Request) -> Response {
 
 async fn route(st: &AppState, req: Request) -> ApiResult {
     let (parts, body) = req.into_parts();
-    let client = ClientInfo::from_parts(&parts, &st.opts.trusted_proxies, st.opts.https);
+    let mut client = ClientInfo::from_parts(&parts, &st.opts.trusted_proxies, st.opts.https);
+    client.prefix.clone_from(&st.opts.prefix);
     if parts.uri.path() == berth_auth::TOKEN_PATH {
         if let Some(auth) = &st.opts.auth {
             return token::handle(auth, &parts, body, &client).await;

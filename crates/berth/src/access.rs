@@ -24,6 +24,7 @@ pub fn api_options(s: &Settings) -> Result<ApiOptions, AuthError> {
         auth,
         trusted_proxies: s.trusted_proxies.clone(),
         https: s.tls.is_some(),
+        prefix: s.prefix.clone(),
     })
 }
 

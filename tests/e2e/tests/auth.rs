@@ -6,11 +6,13 @@
 //!
 //! These tests always run Berth (policies, robots and the token issuer are Berth features).
 
-use std::path::Path;
+use std::fs;
+use std::path::{Path, PathBuf};
 
 use berth_e2e::server::berth_bin;
+use berth_e2e::tls::{KeyKind, Pki};
 use berth_e2e::{
-    images, run_python, sha256_digest, Cmd, Containerd, Server, ServerOptions, TestDir,
+    images, run_python, sha256_digest, Cmd, Containerd, Output, Server, ServerOptions, TestDir,
 };
 
 const POLICY: &str = r#"policy:
@@ -65,6 +67,19 @@ fn berth(args: &[&str], file: &Path, rest: &[&str]) -> String {
         .arg(file)
         .args(rest)
         .stdout()
+}
+
+/// Berth over HTTPS (a fresh test PKI) with users, robots and the policy; the cert dir trusts
+/// the CA.
+fn start_tls(t: &TestDir, issuer: bool) -> (Server, Pki, PathBuf) {
+    let pki = Pki::new(&t.join("pki"));
+    let leaf = pki.server("server", "B1", KeyKind::EcPkcs8);
+    let extra = "  limits:\n    clientfailures: 1000\n";
+    let opts = ServerOptions::tls(&leaf, &pki.ca())
+        .config(&auth_config(t, issuer, extra))
+        .admin("root", &pw("root"));
+    let certs = pki.cert_dir("certs", None);
+    (Server::start_with(opts), pki, certs)
 }
 
 /// Berth with users, robots and the policy. Every request comes from 127.0.0.1, so the
@@ -455,4 +470,190 @@ fn repeated_failed_logins_get_429() {
     // skopeo honours 429 + Retry-After: it backs off and gets through once the window ends
     push(&t, &s, "team-a/app:v1", Some(&creds("alice"))).run();
     assert_eq!(s.tags("team-a/app").unwrap(), ["v1"]);
+}
+
+/// skopeo over HTTPS trusting `certs`, with optional credentials.
+fn tls_copy(t: &TestDir, certs: &Path, src: &str, dst: &str, creds: Option<&str>) -> Cmd {
+    let mut c = skopeo(t).args(["copy", "--quiet", "--src-cert-dir"]);
+    c = c.arg(certs).arg("--dest-cert-dir").arg(certs);
+    if let Some(cr) = creds {
+        c = c.args(["--src-creds", cr, "--dest-creds", cr]);
+    }
+    c.arg(src).arg(dst)
+}
+
+fn tls_inspect(t: &TestDir, certs: &Path, reference: &str, creds: &str) -> Output {
+    skopeo(t)
+        .args(["inspect", "--raw", "--creds", creds, "--cert-dir"])
+        .arg(certs)
+        .arg(format!("docker://{reference}"))
+        .run()
+}
+
+#[test]
+fn clients_over_https_with_basic_auth() {
+    let t = TestDir::new("auth-tls-basic");
+    let (s, pki, certs) = start_tls(&t, false);
+    let want = images().layout.digest("small");
+    let small = images().reference("small");
+    let app = format!("docker://{}/team-a/app:v1", s.addr());
+    tls_copy(&t, &certs, &small, &app, Some(&creds("alice"))).run();
+    tls_copy(
+        &t,
+        &certs,
+        &small,
+        &format!("docker://{}/team-a/app:evil", s.addr()),
+        None,
+    )
+    .run_fail();
+    tls_copy(
+        &t,
+        &certs,
+        &small,
+        &format!("docker://{}/team-a/app:evil", s.addr()),
+        Some(&creds("bob")),
+    )
+    .run_fail();
+    let raw = tls_inspect(
+        &t,
+        &certs,
+        &format!("{}/team-a/app:v1", s.addr()),
+        &creds("bob"),
+    )
+    .stdout;
+    assert_eq!(sha256_digest(raw.as_bytes()), want);
+
+    // podman login over HTTPS, then push and pull
+    let auth_file = t.join("podman-auth.json");
+    fs::write(&auth_file, "{}").unwrap();
+    let podman = |store: &str| t.podman(store).env("REGISTRY_AUTH_FILE", &auth_file);
+    podman("src")
+        .args(["login", "-u", "alice", "-p", &pw("alice"), "--cert-dir"])
+        .arg(&certs)
+        .arg(s.addr())
+        .run();
+    podman("src")
+        .args(["pull", "-q", "--cert-dir"])
+        .arg(&certs)
+        .arg(format!("{}/team-a/app:v1", s.addr()))
+        .run();
+    podman("src")
+        .args(["push", "-q", "--cert-dir"])
+        .arg(&certs)
+        .arg(format!("{}/team-a/app:v1", s.addr()))
+        .arg(format!("docker://{}/team-a/podman:v1", s.addr()))
+        .run();
+
+    // ctr with hosts.toml trusting the CA, and --user
+    let hosts = t.join("hosts");
+    fs::create_dir_all(hosts.join(s.addr())).unwrap();
+    let (host, ca) = (s.addr(), pki.ca());
+    fs::write(
+        hosts.join(&host).join("hosts.toml"),
+        format!("server = \"https://{host}\"\nca = {ca:?}\n\n[host.\"https://{host}\"]\n  capabilities = [\"pull\", \"resolve\", \"push\"]\n  ca = {ca:?}\n"),
+    )
+    .unwrap();
+    let c = Containerd::start();
+    let src = format!("{host}/team-a/app:v1");
+    let dst = format!("{host}/team-a/ctr:v1");
+    let ctr = |args: &[&str], user: &str| {
+        c.ctr("e2e")
+            .args(args)
+            .arg("--hosts-dir")
+            .arg(&hosts)
+            .args(["--user", user])
+    };
+    ctr(&["images", "pull"], &creds("bob")).arg(&src).run();
+    c.ctr("e2e").args(["images", "tag", &src, &dst]).run();
+    ctr(&["images", "push"], &creds("bob")).arg(&dst).run_fail();
+    ctr(&["images", "push"], &creds("alice")).arg(&dst).run();
+    // ctr pushes the manifest it pulled; podman writes its own (recompressed) one
+    let raw = tls_inspect(&t, &certs, &dst, &creds("root")).stdout;
+    assert_eq!(sha256_digest(raw.as_bytes()), want);
+    let podman_pushed = format!("{host}/team-a/podman:v1");
+    let m: serde_json::Value =
+        serde_json::from_str(&tls_inspect(&t, &certs, &podman_pushed, &creds("root")).stdout)
+            .unwrap();
+    assert_eq!(m["layers"].as_array().map(Vec::len), Some(2), "{m}");
+
+    // the ORAS and Helm SDKs over HTTPS
+    let work = t.join("py");
+    fs::create_dir_all(&work).unwrap();
+    let ca = ca.to_str().unwrap().to_string();
+    let out = run_python(
+        "auth_e2e.py",
+        &[
+            &host,
+            work.to_str().unwrap(),
+            "alice",
+            &pw("alice"),
+            "team-a",
+            &ca,
+        ],
+        &work,
+    );
+    assert!(
+        out.stdout.contains("auth e2e: all checks passed"),
+        "{}",
+        out.describe()
+    );
+    let tags = skopeo(&t)
+        .args(["list-tags", "--creds", &creds("root"), "--cert-dir"])
+        .arg(&certs)
+        .arg(format!("docker://{host}/team-a/helm/authchart"))
+        .stdout();
+    assert!(tags.contains("0.1.0"), "{tags}");
+}
+
+#[test]
+fn bearer_token_flow_over_https() {
+    let t = TestDir::new("auth-tls-token");
+    let (s, _pki, certs) = start_tls(&t, true);
+    let small = images().reference("small");
+    let host = s.addr();
+    tls_copy(
+        &t,
+        &certs,
+        &small,
+        &format!("docker://{host}/team-a/app:v1"),
+        Some(&creds("alice")),
+    )
+    .run();
+    tls_copy(
+        &t,
+        &certs,
+        &small,
+        &format!("docker://{host}/team-a/app:evil"),
+        Some(&creds("bob")),
+    )
+    .run_fail();
+    tls_copy(
+        &t,
+        &certs,
+        &small,
+        &format!("docker://{host}/public/x:v1"),
+        None,
+    )
+    .run_fail();
+    let raw = tls_inspect(&t, &certs, &format!("{host}/team-a/app:v1"), &creds("bob")).stdout;
+    assert_eq!(
+        sha256_digest(raw.as_bytes()),
+        images().layout.digest("small")
+    );
+    let tags = skopeo(&t)
+        .args(["list-tags", "--creds", &creds("root"), "--cert-dir"])
+        .arg(&certs)
+        .arg(format!("docker://{host}/team-a/app"))
+        .stdout();
+    assert!(tags.contains("\"v1\"") && !tags.contains("evil"), "{tags}");
+    // the realm the clients followed is the HTTPS token endpoint
+    let log = s.log();
+    let token_hits = log
+        .lines()
+        .filter(|l| l.contains("/auth/token") && l.contains(" 200"))
+        .count();
+    assert!(
+        token_hits >= 2,
+        "expected token requests in the log:\n{log}"
+    );
 }

@@ -66,6 +66,8 @@ enum Command {
     /// Manage robot accounts (`robot$<name>` logins for CI).
     #[command(subcommand)]
     Robot(cli_robot::RobotCommand),
+    /// Benchmark any OCI registry (push, pull, list, catalog, mixed CI workloads).
+    Bench(Box<berth_bench::Args>),
 }
 
 #[derive(Subcommand)]
@@ -99,6 +101,7 @@ fn main() -> ExitCode {
         Command::User(c) => cli_user::run(c).map_err(|e| e.to_string()),
         Command::Robot(c) => cli_robot::run(c).map_err(|e| e.to_string()),
         Command::KubeSecret(args) => kube_secret::run(args).map_err(|e| e.to_string()),
+        Command::Bench(args) => berth_bench::cli(*args).map_err(|e| e.to_string()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

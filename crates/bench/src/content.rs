@@ -155,6 +155,16 @@ pub(crate) fn manifest(config: &Blob, layers: &[Descriptor]) -> Bytes {
     ))
 }
 
+/// A manifest made unique by an annotation, over shared blobs.
+pub(crate) fn annotated_manifest(config: &Blob, layers: &[Descriptor], note: &str) -> Bytes {
+    let layers: Vec<String> = layers.iter().map(Descriptor::json).collect();
+    Bytes::from(format!(
+        r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","config":{},"layers":[{}],"annotations":{{"berth.bench":"{note}"}}}}"#,
+        config.descriptor(OCI_CONFIG).json(),
+        layers.join(",")
+    ))
+}
+
 /// `sha256:<hex>` of a byte string.
 pub(crate) fn sha256_of(data: &[u8]) -> String {
     let mut state = Sha256::new();

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use tokio::task::JoinSet;
 
-use crate::content::{config_blob, manifest, Blob, BlobSource};
+use crate::content::{annotated_manifest, config_blob, manifest, Blob, BlobSource};
 use crate::http::Client;
 use crate::ops::{self, Walk};
 use crate::{Args, BenchError, Result};
@@ -30,6 +30,8 @@ pub enum WorkloadKind {
     PushChunked,
     /// Small image push: config + 4 KiB layer (--size) + manifest.
     PushImage,
+    /// Manifest push: a unique manifest (shared config and layer) under a new tag.
+    PushManifest,
     /// Manifest GET by tag.
     PullManifest,
     /// Blob HEAD.
@@ -47,10 +49,11 @@ pub enum WorkloadKind {
 }
 
 impl WorkloadKind {
-    const EVERY: [WorkloadKind; 9] = [
+    const EVERY: [WorkloadKind; 10] = [
         WorkloadKind::PushBlob,
         WorkloadKind::PushChunked,
         WorkloadKind::PushImage,
+        WorkloadKind::PushManifest,
         WorkloadKind::PullManifest,
         WorkloadKind::HeadBlob,
         WorkloadKind::PullBlob,
@@ -154,6 +157,11 @@ pub(crate) enum Prepared {
         repo: String,
         src: BlobSource,
     },
+    PushManifest {
+        repo: String,
+        config: Blob,
+        layer: Blob,
+    },
     PullManifest {
         repo: String,
     },
@@ -192,6 +200,15 @@ pub(crate) async fn setup(ctx: &Arc<Ctx>, kind: WorkloadKind, size: u64) -> Resu
             repo: ctx.repo("images"),
             src: BlobSource::new(size, seed),
         },
+        WorkloadKind::PushManifest => {
+            let repo = ctx.repo("manifests");
+            seed_image(ctx, &repo, "base").await?;
+            Prepared::PushManifest {
+                repo,
+                config: config_blob(0, 0),
+                layer: seed_layer(),
+            }
+        }
         WorkloadKind::PullManifest => {
             let repo = ctx.repo("manifest");
             seed_image(ctx, &repo, "latest").await?;
@@ -223,6 +240,16 @@ impl Prepared {
                 Ok(out(blob.size, requests))
             }
             Prepared::PushImage { repo, src } => push_image(ctx, repo, src, i).await,
+            Prepared::PushManifest {
+                repo,
+                config,
+                layer,
+            } => {
+                let note = format!("{:x}-{i}", ctx.nonce);
+                let m = annotated_manifest(config, &[layer.layer()], &note);
+                ops::put_manifest(c, repo, &format!("m{note}"), &m).await?;
+                Ok(out(m.len() as u64, 1))
+            }
             Prepared::PullManifest { repo } => {
                 let m = ops::get_manifest(c, repo, "latest").await?;
                 Ok(out(m.len() as u64, 1))
@@ -331,7 +358,7 @@ async fn mixed(ctx: &Ctx, base: &str, shared: &[Blob], src: &BlobSource, i: u64)
 async fn seed_image(ctx: &Ctx, repo: &str, tag: &str) -> Result<Bytes> {
     let c = &ctx.client;
     let config = config_blob(0, 0);
-    let layer = BlobSource::new(4096, 99).blob(0, 0);
+    let layer = seed_layer();
     let m = manifest(&config, &[layer.layer()]);
     if !ops::manifest_exists(c, repo, tag).await? {
         ops::push_blob(c, repo, &config).await?;
@@ -339,6 +366,11 @@ async fn seed_image(ctx: &Ctx, repo: &str, tag: &str) -> Result<Bytes> {
         ops::put_manifest(c, repo, tag, &m).await?;
     }
     Ok(m)
+}
+
+/// The 4 KiB layer of every seeded image.
+fn seed_layer() -> Blob {
+    BlobSource::new(4096, 99).blob(0, 0)
 }
 
 async fn setup_blob(ctx: &Ctx, kind: WorkloadKind, size: u64, seed: u64) -> Result<Prepared> {
@@ -382,7 +414,7 @@ async fn setup_catalog(ctx: &Arc<Ctx>) -> Result<Prepared> {
     let first = ctx.repo("catalog/r00000");
     seed_image(ctx, &first, "latest").await?;
     let config = config_blob(0, 0);
-    let layer = BlobSource::new(4096, 99).blob(0, 0);
+    let layer = seed_layer();
     let m = manifest(&config, &[layer.layer()]);
     let shared = Arc::new((first, config, layer, m));
     let outer = Arc::clone(ctx);
@@ -457,7 +489,7 @@ mod tests {
     #[test]
     fn all_expands_in_order() {
         let k = expand(&[WorkloadKind::HeadBlob, WorkloadKind::All]);
-        assert_eq!(k.len(), 10);
+        assert_eq!(k.len(), 11);
         assert_eq!(k[0], WorkloadKind::HeadBlob);
         assert_eq!(k[1], WorkloadKind::PushBlob);
         assert!(!k.contains(&WorkloadKind::All));

@@ -73,7 +73,7 @@ async fn every_workload_runs_without_errors() {
         .await
         .unwrap_or_else(|e| panic!("bench run: {e}\n{}", server.log()));
 
-    assert_eq!(report.workloads.len(), 9, "{report:#?}");
+    assert_eq!(report.workloads.len(), 10, "{report:#?}");
     for w in &report.workloads {
         assert_eq!(w.errors, 0, "{}: {:?}", w.workload, w.error_samples);
         assert_eq!(w.ops, COUNT, "{}: ops", w.workload);
@@ -95,6 +95,7 @@ async fn every_workload_runs_without_errors() {
     // POST, ceil(8 KiB / 3 KiB) = 3 PATCHes, PUT.
     assert_eq!(requests(WorkloadKind::PushChunked), 5 * COUNT);
     assert_eq!(requests(WorkloadKind::PushImage), 5 * COUNT);
+    assert_eq!(requests(WorkloadKind::PushManifest), COUNT);
     assert_eq!(requests(WorkloadKind::PullManifest), COUNT);
     assert_eq!(requests(WorkloadKind::HeadBlob), COUNT);
     assert_eq!(requests(WorkloadKind::PullBlob), COUNT);

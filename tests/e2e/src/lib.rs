@@ -15,8 +15,11 @@ pub mod cmd;
 pub mod containerd;
 pub mod fixtures;
 pub mod http;
+pub mod prom;
+pub mod raw;
 pub mod server;
 pub mod tls;
+pub mod webhook;
 
 use std::path::{Path, PathBuf};
 

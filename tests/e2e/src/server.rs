@@ -100,6 +100,10 @@ pub struct ServerOptions {
     extra_config: String,
     admin: Option<String>,
     berth: bool,
+    env: Vec<(String, String)>,
+    extra_yaml: String,
+    run_as_nobody: bool,
+    ready_path: Option<String>,
 }
 
 impl ServerOptions {
@@ -140,6 +144,40 @@ impl ServerOptions {
     /// `E2E_TARGET` says (these are Berth features).
     pub fn config(mut self, extra: &str) -> ServerOptions {
         self.extra_config.push_str(extra);
+        self.berth = true;
+        self
+    }
+
+    /// An environment variable for the server process, set after the caller's `REGISTRY_*`
+    /// variables were removed (so `REGISTRY_*` variables given here are the only overrides).
+    pub fn env(mut self, k: &str, v: &str) -> ServerOptions {
+        self.env.push((k.into(), v.into()));
+        self
+    }
+
+    /// YAML merged key by key into the generated `config.yml` (mappings recursively, anything
+    /// else replaced): `http:\n  prefix: /registry/\n` keeps `http.addr`.
+    pub fn extra_yaml(mut self, yaml: &str) -> ServerOptions {
+        self.extra_yaml.push_str(yaml);
+        self
+    }
+
+    /// Runs the server as user `nobody`, owner of the storage root, so that permission changes
+    /// on the root affect the server although the tests run as root.
+    pub fn run_as_nobody(mut self) -> ServerOptions {
+        self.run_as_nobody = true;
+        self
+    }
+
+    /// The path whose 200 means "ready" (default `/v2/`; `/registry/v2/` below a prefix).
+    pub fn ready_path(mut self, path: &str) -> ServerOptions {
+        self.ready_path = Some(path.into());
+        self
+    }
+
+    /// Runs Berth whatever `E2E_TARGET` says: for tests of Berth's own operations features
+    /// (metric names, webhook delivery guarantees), not of registry:2 API behaviour.
+    pub fn pin_berth(mut self) -> ServerOptions {
         self.berth = true;
         self
     }
@@ -229,6 +267,9 @@ impl Server {
                 storage: storage.map(str::to_string),
             };
             fs::create_dir_all(s.storage_dir()).expect("storage dir");
+            if s.opts.run_as_nobody {
+                s.hand_to_nobody();
+            }
             s.write_config();
             s.spawn();
             match s.wait_ready() {
@@ -299,6 +340,20 @@ impl Server {
         }
     }
 
+    /// Stops the process gracefully: SIGTERM, then waits for it to exit (the 30 s limit only
+    /// guards against a hang) and asserts a clean exit. Port and storage are kept for
+    /// [`Server::restart`].
+    pub fn stop(&mut self) {
+        self.sigterm();
+        let status = self.wait_exit(Duration::from_secs(30));
+        assert!(
+            status.success(),
+            "{:?} exited with {status} after SIGTERM; log:\n{}",
+            self.target,
+            tail_lines(&self.log(), 100)
+        );
+    }
+
     /// The port.
     pub fn port(&self) -> u16 {
         self.port
@@ -332,7 +387,8 @@ impl Server {
         }
     }
 
-    /// Starts the process again on the same port and storage (after [`Server::kill9`]).
+    /// Starts the process again on the same port, storage and options (after
+    /// [`Server::kill9`] or [`Server::stop`]; a running process is killed first).
     pub fn restart(&mut self) {
         self.kill9();
         self.append_log("\n===== e2e harness: restart =====\n");
@@ -426,13 +482,24 @@ impl Server {
                 self.storage_dir().display()
             )
         });
-        let yaml = format!(
+        let mut yaml = format!(
             "version: 0.1\nhttp:\n  addr: 127.0.0.1:{}\n{}storage:\n{storage}{}",
             self.port,
             self.opts.http_yaml(),
             self.opts.extra_config,
         );
+        if !self.opts.extra_yaml.trim().is_empty() {
+            yaml = merge_yaml(&yaml, &self.opts.extra_yaml);
+        }
         fs::write(self.config_path(), yaml).expect("write config.yml");
+    }
+
+    /// Lets user `nobody` read the config and own the storage root.
+    fn hand_to_nobody(&self) {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(self.dir(), fs::Permissions::from_mode(0o755)).expect("chmod dir");
+        std::os::unix::fs::chown(self.storage_dir(), Some(NOBODY), Some(NOGROUP))
+            .expect("chown storage root to nobody");
     }
 
     fn append_log(&self, s: &str) {
@@ -474,6 +541,10 @@ impl Server {
                 cmd.env_remove(k);
             }
         }
+        cmd.envs(self.opts.env.iter().map(|(k, v)| (k, v)));
+        if self.opts.run_as_nobody {
+            cmd.uid(NOBODY).gid(NOGROUP);
+        }
         cmd.current_dir(self.dir())
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("dup log"))
@@ -486,7 +557,8 @@ impl Server {
     }
 
     fn wait_ready(&mut self) -> Result<(), String> {
-        let url = format!("{}/v2/", self.url());
+        let path = self.opts.ready_path.as_deref().unwrap_or("/v2/");
+        let url = format!("{}{path}", self.url());
         let start = Instant::now();
         loop {
             if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
@@ -538,6 +610,34 @@ impl Drop for Server {
     }
 }
 
+/// Debian's `nobody` user and `nogroup` group.
+const NOBODY: u32 = 65534;
+const NOGROUP: u32 = 65534;
+
+/// `extra` merged into `base`: mappings key by key (recursively), anything else replaced.
+fn merge_yaml(base: &str, extra: &str) -> String {
+    fn merge(into: &mut serde_yaml::Value, from: serde_yaml::Value) {
+        match (into, from) {
+            (serde_yaml::Value::Mapping(a), serde_yaml::Value::Mapping(b)) => {
+                for (k, v) in b {
+                    match a.get_mut(&k) {
+                        Some(slot) => merge(slot, v),
+                        None => {
+                            a.insert(k, v);
+                        }
+                    }
+                }
+            }
+            (slot, v) => *slot = v,
+        }
+    }
+    let mut tree: serde_yaml::Value = serde_yaml::from_str(base).expect("base config is YAML");
+    let extra: serde_yaml::Value = serde_yaml::from_str(extra)
+        .unwrap_or_else(|e| panic!("ServerOptions::extra_yaml is not YAML ({e}):\n{extra}"));
+    merge(&mut tree, extra);
+    serde_yaml::to_string(&tree).expect("serialize config")
+}
+
 /// Keeps a temp dir for post-mortems when `E2E_KEEP=1` and the test is failing.
 pub(crate) fn keep_or_remove(dir: Option<TempDir>) {
     if let Some(d) = dir {
@@ -572,5 +672,21 @@ pub(crate) fn die_with_parent(cmd: &mut Command) {
             libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
             Ok(())
         });
+    }
+}
+
+#[cfg(test)]
+mod merge_tests {
+    use super::*;
+
+    #[test]
+    fn extra_yaml_merges_sections_key_by_key() {
+        let base = "http:\n  addr: 127.0.0.1:1\nstorage:\n  delete:\n    enabled: true\n";
+        let extra = "http:\n  prefix: /registry/\nstorage:\n  delete:\n    enabled: false\nlog:\n  formatter: json\n";
+        let v: serde_yaml::Value = serde_yaml::from_str(&merge_yaml(base, extra)).unwrap();
+        assert_eq!(v["http"]["addr"].as_str(), Some("127.0.0.1:1"));
+        assert_eq!(v["http"]["prefix"].as_str(), Some("/registry/"));
+        assert_eq!(v["storage"]["delete"]["enabled"].as_bool(), Some(false));
+        assert_eq!(v["log"]["formatter"].as_str(), Some("json"));
     }
 }

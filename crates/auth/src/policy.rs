@@ -271,6 +271,13 @@ rules:
     }
 
     #[test]
+    fn an_empty_policy_allows_nothing() {
+        let p = Policy::new(serde_yaml::from_str("{}").unwrap()).unwrap();
+        assert_eq!(acts(&p, &user(&p, "alice"), "a/b"), "");
+        assert_eq!(acts(&p, &Principal::anonymous(), "a/b"), "");
+    }
+
+    #[test]
     fn compat_policy_gives_users_everything_and_anonymous_nothing() {
         let p = Policy::registry2_compatible();
         assert_eq!(acts(&p, &user(&p, "x"), "a/b"), "pull,push,delete");

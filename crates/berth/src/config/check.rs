@@ -4,7 +4,7 @@
 use serde_yaml::Value;
 
 use super::file::ConfigFile;
-use super::{DatabaseSettings, Loaded, StorageSettings};
+use super::{AuthSettings, DatabaseSettings, Loaded, StorageSettings};
 
 const MASK: &str = "********";
 /// Keys whose values are secrets wherever they appear.
@@ -27,15 +27,46 @@ pub fn effective_yaml(loaded: &Loaded) -> Result<String, serde_yaml::Error> {
         }
     };
     let mut out = format!(
-        "# listen: {}{}\n# storage: {storage}\n# metadata: {database}\n",
+        "# listen: {}{}\n# storage: {storage}\n# metadata: {database}\n# access: {}\n",
         s.bind_addr(),
-        if s.tls.is_some() { " (TLS)" } else { "" }
+        if s.tls.is_some() { " (TLS)" } else { "" },
+        access_summary(&s.auth)
     );
     for w in &loaded.warnings {
         out.push_str(&format!("# warning: {w}\n"));
     }
     out.push_str(&serde_yaml::to_string(&tree)?);
     Ok(out)
+}
+
+/// Who may do what, in one line: the implied registry:2 rule is shown, never left silent.
+fn access_summary(a: &AuthSettings) -> String {
+    if !a.enabled() {
+        return "no authentication: anyone may pull, push and delete".into();
+    }
+    match &a.policy {
+        None => "registry:2 compatibility (no `policy` section): every authenticated user may \
+                 pull, push and delete everywhere, robots only what their own entries grant, \
+                 anonymous callers nothing; add `policy` for rule-based, default-deny access"
+            .into(),
+        Some(p) => {
+            let anon = if p.anonymous.pull.is_empty() {
+                "none".to_owned()
+            } else {
+                p.anonymous
+                    .pull
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            format!(
+                "policy, default deny: {} rule(s), {} admin(s), anonymous pull: {anon}",
+                p.rules.len(),
+                p.admins.len()
+            )
+        }
+    }
 }
 
 fn mask(v: &mut Value, key: Option<&str>) {
@@ -99,6 +130,33 @@ mod tests {
         );
         assert!(out.contains("bucket: b"), "{out}");
         assert!(out.contains("# storage: s3 bucket b (r)"), "{out}");
+    }
+
+    #[test]
+    fn states_who_may_do_what() {
+        let access = |extra: &str| {
+            let text = format!("storage:\n  filesystem:\n    rootdirectory: /d\n{extra}");
+            let loaded = super::super::from_text(&text, Vec::new()).unwrap();
+            let out = effective_yaml(&loaded).unwrap();
+            let line = out.lines().find(|l| l.starts_with("# access: "));
+            line.unwrap_or_default().to_owned()
+        };
+        assert!(access("").contains("no authentication"));
+        let htpasswd = "auth:\n  htpasswd:\n    realm: R\n    path: /h\n";
+        let compat = access(htpasswd);
+        assert!(compat.contains("registry:2 compatibility"), "{compat}");
+        assert!(compat.contains("every authenticated user"), "{compat}");
+        assert_eq!(
+            access(&format!("{htpasswd}policy: {{}}\n")),
+            "# access: policy, default deny: 0 rule(s), 0 admin(s), anonymous pull: none"
+        );
+        let policy = format!(
+            "{htpasswd}policy:\n  admins: [root]\n  anonymous:\n    pull: [\"public/**\"]\n  rules:\n    - users: [a]\n      repositories: [x]\n      actions: [pull]\n"
+        );
+        assert_eq!(
+            access(&policy),
+            "# access: policy, default deny: 1 rule(s), 1 admin(s), anonymous pull: public/**"
+        );
     }
 
     #[test]

@@ -160,19 +160,12 @@ impl Deliverer<'_> {
                 update_pending(ep, self.outbox).await;
                 Next::Idle(IDLE_POLL)
             }
-            Ok(entries) => {
-                let pause = attempt(ep, &self.client, self.outbox, &entries, failures).await;
-                match pause {
-                    None => Next::Now,
-                    Some(wait) => {
-                        // Keep the endpoint through the backoff: the others would only retry
-                        // sooner.
-                        let ttl = wait.saturating_add(lease_ttl(ep));
-                        let _ = self.outbox.lease(&ep.name, self.holder, ttl).await;
-                        Next::Sleep(wait)
-                    }
-                }
-            }
+            // The lease is not stretched over a backoff: a replica restarted after a crash (a
+            // new holder) must not wait minutes for its dead predecessor's lease.
+            Ok(entries) => match attempt(ep, &self.client, self.outbox, &entries, failures).await {
+                None => Next::Now,
+                Some(wait) => Next::Sleep(wait),
+            },
             Err(e) => {
                 tracing::warn!(endpoint = %ep.name, error = %e, "cannot read notification outbox");
                 Next::Sleep(Duration::from_secs(1))

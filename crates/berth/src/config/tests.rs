@@ -489,18 +489,31 @@ fn s3_multipart_copy_keys_warn_that_copies_follow_chunksize() {
         assert!(!w.contains("not used"), "copies are used: {w}");
     }
     let all = text.join("\n");
-    assert!(all.contains("UploadPartCopy") && all.contains("8 at a time"), "{all}");
+    assert!(
+        all.contains("UploadPartCopy") && all.contains("8 at a time"),
+        "{all}"
+    );
 }
 
 /// Every key path of the published schema, sections included: `storage.s3.chunksize`,
 /// `notifications.endpoints[].url`.
-fn schema_paths(node: &serde_json::Value, defs: &serde_json::Value, prefix: &str, out: &mut Vec<String>) {
+fn schema_paths(
+    node: &serde_json::Value,
+    defs: &serde_json::Value,
+    prefix: &str,
+    out: &mut Vec<String>,
+) {
     let mut node = node;
     while let Some(r) = node.get("$ref").and_then(|r| r.as_str()) {
         node = &defs[r.rsplit('/').next().unwrap_or_default()];
     }
     for alt in ["anyOf", "oneOf", "allOf"] {
-        for a in node.get(alt).and_then(|a| a.as_array()).into_iter().flatten() {
+        for a in node
+            .get(alt)
+            .and_then(|a| a.as_array())
+            .into_iter()
+            .flatten()
+        {
             schema_paths(a, defs, prefix, out);
         }
     }
@@ -518,7 +531,9 @@ fn schema_paths(node: &serde_json::Value, defs: &serde_json::Value, prefix: &str
 }
 
 fn workspace_file(rel: &str) -> String {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").join(rel);
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(rel);
     std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
 
@@ -536,11 +551,17 @@ fn configuration_doc_names_every_key() {
         .iter()
         .filter(|p| !doc.contains(&format!("`{p}`")))
         .collect();
-    assert!(missing.is_empty(), "docs/configuration.md lacks {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "docs/configuration.md lacks {missing:?}"
+    );
     let unlisted: Vec<&str> = super::warnings::UNIMPLEMENTED
         .iter()
         .filter(|(k, why)| !doc.contains(&format!("`{k}`")) || !doc.contains(why))
         .map(|(k, _)| *k)
         .collect();
-    assert!(unlisted.is_empty(), "docs/configuration.md lacks {unlisted:?}");
+    assert!(
+        unlisted.is_empty(),
+        "docs/configuration.md lacks {unlisted:?}"
+    );
 }

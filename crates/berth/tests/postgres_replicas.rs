@@ -178,7 +178,10 @@ fn two_replicas_share_one_postgres_and_survive_its_restart() {
         "--database-url",
         &pg.url,
     ]));
-    assert_eq!(migrated, "applied migrations: 0001_init, 0002_outbox");
+    assert_eq!(
+        migrated,
+        "applied migrations: 0001_init, 0002_outbox, 0003_outbox_leases"
+    );
     let (a, b) = (
         Replica::start(tmp.path(), "a", &pg.url),
         Replica::start(tmp.path(), "b", &pg.url),

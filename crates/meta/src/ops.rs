@@ -2,6 +2,8 @@
 //! outbox and the inventory that metrics and maintenance read. Kept apart from the domain trait
 //! so the pull/push path depends only on what it uses.
 
+use std::time::Duration;
+
 use async_trait::async_trait;
 use berth_oci::UploadId;
 use bytes::Bytes;
@@ -20,6 +22,11 @@ pub struct OutboxEntry {
 }
 
 /// A durable per-endpoint FIFO of events awaiting delivery.
+///
+/// Several processes may share one store (replicas on one PostgreSQL). Each endpoint then has
+/// one deliverer at a time: the holder of its lease ([`Outbox::lease`]). The holder reads, sends
+/// and acks in `id` order, so every event is sent once and in order; a holder that crashes stops
+/// renewing and its lease runs out, after which another process takes over.
 #[async_trait]
 pub trait Outbox: Send + Sync {
     /// Appends events, each `(endpoint, payload)`, in one transaction.
@@ -30,6 +37,11 @@ pub trait Outbox: Send + Sync {
     async fn ack(&self, endpoint: &str, through_id: i64) -> Result<()>;
     /// Number of pending events of `endpoint`.
     async fn pending_count(&self, endpoint: &str) -> Result<u64>;
+    /// Takes or renews the delivery lease of `endpoint` for `holder`, valid for `ttl` from now
+    /// (the store's clock). `false` while another holder's lease has not run out.
+    async fn lease(&self, endpoint: &str, holder: &str, ttl: Duration) -> Result<bool>;
+    /// Gives up the lease of `endpoint` if `holder` has it.
+    async fn release(&self, endpoint: &str, holder: &str) -> Result<()>;
 }
 
 /// Object counts for metrics.

@@ -199,7 +199,11 @@ async fn migrations_run_once_under_concurrency_and_refuse_newer_schemas() {
         .collect();
     let applied = join_all(tasks).await;
     let total: Vec<&String> = applied.iter().flatten().collect();
-    assert_eq!(total, ["0001_init", "0002_outbox"], "{applied:?}");
+    assert_eq!(
+        total,
+        ["0001_init", "0002_outbox", "0003_outbox_leases"],
+        "{applied:?}"
+    );
     let store = cluster.store().await;
     assert_eq!(store.migrate().await.expect("again"), Vec::<String>::new());
     let versions = "SELECT count(*) FROM berth_schema_migrations";
@@ -478,6 +482,47 @@ async fn outbox_and_inventory_work_like_sqlite() {
     );
     let stale = s.stale_uploads(5_000, 10).await.expect("stale");
     assert_eq!(stale, [UploadId::from_random([1; 16])]);
+}
+
+/// Replicas racing for an endpoint's delivery lease: exactly one wins each round, the holder
+/// renews, others get it only after a release or once it ran out (a crashed holder).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_replica_holds_a_delivery_lease_until_released_or_expired() {
+    let cluster = PgCluster::start();
+    let stores = replicas(&cluster).await;
+    let long = Duration::from_secs(60);
+    for round in 0..20 {
+        let tasks: Vec<_> = (0..8)
+            .map(|i| {
+                let s = Arc::clone(&stores[i % 2]);
+                tokio::spawn(async move {
+                    let won = s.lease("hook", &format!("r{round}-{i}"), long).await?;
+                    Ok((i, won))
+                })
+            })
+            .collect();
+        let winners: Vec<usize> = join_all(tasks)
+            .await
+            .into_iter()
+            .filter_map(|(i, won)| won.then_some(i))
+            .collect();
+        assert_eq!(winners.len(), 1, "round {round}: {winners:?}");
+        let holder = format!("r{round}-{}", winners[0]);
+        assert!(stores[1].lease("hook", &holder, long).await.expect("renew"));
+        assert!(!stores[0].lease("hook", "other", long).await.expect("race"));
+        stores[0].release("hook", "other").await.expect("release");
+        assert!(!stores[0].lease("hook", "other", long).await.expect("race"));
+        stores[1].release("hook", &holder).await.expect("release");
+    }
+    assert!(stores[0]
+        .lease("hook", "crashed", Duration::from_millis(1))
+        .await
+        .expect("lease"));
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert!(stores[1]
+        .lease("hook", "next", long)
+        .await
+        .expect("expired"));
 }
 
 /// Two replicas enqueue batches concurrently while a deliverer reads and acks prefixes: every

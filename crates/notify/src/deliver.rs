@@ -1,4 +1,12 @@
 //! The delivery side: one task per endpoint, reading its outbox in order.
+//!
+//! Replicas sharing a metadata store each run these tasks; the endpoint's lease in the store
+//! ([`Outbox::lease`]) lets one of them deliver at a time, so each event is sent once and
+//! events go out in outbox order. The holder renews before every batch (the lease lasts the
+//! endpoint's timeout plus [`LEASE_MARGIN`]) and releases it when the queue is empty or it
+//! stops; a crashed holder's lease runs out and another replica goes on where it stopped. A
+//! holder paused longer than its lease (or one that crashed between a send and its ack) can
+//! cause a batch to be sent twice: delivery is at least once, exactly once otherwise.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,6 +24,10 @@ const MAX_BACKOFF: Duration = Duration::from_secs(300);
 const RETRY: Duration = Duration::from_millis(100);
 /// Idle re-check (another replica may have queued events).
 const IDLE_POLL: Duration = Duration::from_secs(5);
+/// Re-check while another replica holds the endpoint's lease.
+const LEASE_POLL: Duration = Duration::from_secs(1);
+/// A lease's life beyond the endpoint's timeout: how long a crashed holder delays delivery.
+const LEASE_MARGIN: Duration = Duration::from_secs(10);
 
 /// One receiver, as configured in `notifications.endpoints`.
 #[derive(Clone, Debug)]
@@ -50,10 +62,22 @@ impl EndpointConfig {
     }
 }
 
-/// Delivers until `stopped` turns true.
+/// What the loop does next.
+enum Next {
+    /// Go on at once.
+    Now,
+    /// Sleep this long (backoff, store errors).
+    Sleep(Duration),
+    /// Wait for new events (a wake from this process's writer) or this long.
+    Idle(Duration),
+}
+
+/// Delivers until `stopped` turns true, while holding the endpoint's lease (`holder` names this
+/// process); gives the lease up on the way out so another replica takes over at once.
 pub(crate) async fn run(
     ep: Arc<EndpointConfig>,
     outbox: Arc<dyn Outbox>,
+    holder: String,
     wake: Arc<Notify>,
     mut stopped: watch::Receiver<bool>,
 ) {
@@ -64,28 +88,87 @@ pub(crate) async fn run(
             return;
         }
     };
+    let d = Deliverer {
+        ep: &ep,
+        outbox: outbox.as_ref(),
+        holder: &holder,
+        client,
+    };
     let mut failures = 0u32;
     while !*stopped.borrow() {
-        let pause = match outbox.pending(&ep.name, BATCH).await {
-            Ok(entries) if entries.is_empty() => {
-                update_pending(&ep, outbox.as_ref()).await;
+        match d.step(&mut failures).await {
+            Next::Now => {}
+            Next::Sleep(p) => {
                 tokio::select! {
-                    _ = wake.notified() => {}
-                    _ = tokio::time::sleep(IDLE_POLL) => {}
+                    _ = tokio::time::sleep(p) => {}
                     _ = stopped.changed() => {}
                 }
-                continue;
             }
-            Ok(entries) => attempt(&ep, &client, outbox.as_ref(), &entries, &mut failures).await,
+            Next::Idle(p) => {
+                tokio::select! {
+                    _ = wake.notified() => {}
+                    _ = tokio::time::sleep(p) => {}
+                    _ = stopped.changed() => {}
+                }
+            }
+        }
+    }
+    if let Err(e) = outbox.release(&ep.name, &holder).await {
+        tracing::warn!(endpoint = %ep.name, error = %e, "cannot release the delivery lease");
+    }
+}
+
+/// How long a lease outlives the attempt that took it: a holder renews before every batch,
+/// and one batch takes at most the endpoint's timeout.
+fn lease_ttl(ep: &EndpointConfig) -> Duration {
+    ep.timeout.saturating_add(LEASE_MARGIN)
+}
+
+/// One endpoint's delivery loop state that does not change.
+struct Deliverer<'a> {
+    ep: &'a EndpointConfig,
+    outbox: &'a dyn Outbox,
+    holder: &'a str,
+    client: reqwest::Client,
+}
+
+impl Deliverer<'_> {
+    /// Takes the lease, then sends the next batch if there is one.
+    async fn step(&self, failures: &mut u32) -> Next {
+        let ep = self.ep;
+        match self
+            .outbox
+            .lease(&ep.name, self.holder, lease_ttl(ep))
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => {
+                // Another replica delivers; look again in case it stops or dies.
+                update_pending(ep, self.outbox).await;
+                return Next::Idle(LEASE_POLL);
+            }
+            Err(e) => {
+                tracing::warn!(endpoint = %ep.name, error = %e, "cannot take the delivery lease");
+                return Next::Sleep(Duration::from_secs(1));
+            }
+        }
+        match self.outbox.pending(&ep.name, BATCH).await {
+            Ok(entries) if entries.is_empty() => {
+                if let Err(e) = self.outbox.release(&ep.name, self.holder).await {
+                    tracing::warn!(endpoint = %ep.name, error = %e, "cannot release the delivery lease");
+                }
+                update_pending(ep, self.outbox).await;
+                Next::Idle(IDLE_POLL)
+            }
+            // The lease is not stretched over a backoff: a replica restarted after a crash (a
+            // new holder) must not wait minutes for its dead predecessor's lease.
+            Ok(entries) => match attempt(ep, &self.client, self.outbox, &entries, failures).await {
+                None => Next::Now,
+                Some(wait) => Next::Sleep(wait),
+            },
             Err(e) => {
                 tracing::warn!(endpoint = %ep.name, error = %e, "cannot read notification outbox");
-                Some(Duration::from_secs(1))
-            }
-        };
-        if let Some(p) = pause {
-            tokio::select! {
-                _ = tokio::time::sleep(p) => {}
-                _ = stopped.changed() => {}
+                Next::Sleep(Duration::from_secs(1))
             }
         }
     }

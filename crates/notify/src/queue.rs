@@ -79,9 +79,17 @@ impl Notifier {
         let (stop, stopped) = watch::channel(false);
         let endpoints: Vec<Arc<EndpointConfig>> = endpoints.into_iter().map(Arc::new).collect();
         let wake: Vec<Arc<Notify>> = endpoints.iter().map(|_| Arc::new(Notify::new())).collect();
+        let instance_id = uuid::Uuid::new_v4().to_string();
         let mut tasks = Vec::new();
         for (ep, w) in endpoints.iter().zip(&wake) {
-            let run = deliver::run(ep.clone(), outbox.clone(), w.clone(), stopped.clone());
+            let holder = instance_id.clone();
+            let run = deliver::run(
+                ep.clone(),
+                outbox.clone(),
+                holder,
+                w.clone(),
+                stopped.clone(),
+            );
             tasks.push(tokio::spawn(run));
         }
         let writer = Writer {
@@ -91,7 +99,7 @@ impl Notifier {
             wake,
             source: Source {
                 addr: source_addr,
-                instance_id: uuid::Uuid::new_v4().to_string(),
+                instance_id,
             },
         };
         tasks.push(tokio::spawn(writer.run(rx, stopped)));

@@ -472,3 +472,96 @@ fn syntax_errors_and_bad_files() {
     );
     assert!(matches!(missing, Err(ConfigError::Read { .. })));
 }
+
+#[test]
+fn s3_multipart_copy_keys_warn_that_copies_follow_chunksize() {
+    let l = ok(
+        "storage:\n  s3:\n    bucket: b\n    region: us-east-1\n    multipartcopychunksize: 33554432\n    multipartcopymaxconcurrency: 100\n    multipartcopythresholdsize: 33554432\ndatabase:\n  url: sqlite:///tmp/m.sqlite\n",
+        &[],
+    );
+    let text: Vec<String> = l.warnings.iter().map(ToString::to_string).collect();
+    for key in ["chunksize", "maxconcurrency", "thresholdsize"] {
+        let w = text
+            .iter()
+            .find(|t| t.starts_with(&format!("storage.s3.multipartcopy{key}:")))
+            .unwrap_or_else(|| panic!("no warning for {key}: {text:?}"));
+        assert!(w.contains("not implemented by Berth"), "{w}");
+        assert!(!w.contains("not used"), "copies are used: {w}");
+    }
+    let all = text.join("\n");
+    assert!(
+        all.contains("UploadPartCopy") && all.contains("8 at a time"),
+        "{all}"
+    );
+}
+
+/// Every key path of the published schema, sections included: `storage.s3.chunksize`,
+/// `notifications.endpoints[].url`.
+fn schema_paths(
+    node: &serde_json::Value,
+    defs: &serde_json::Value,
+    prefix: &str,
+    out: &mut Vec<String>,
+) {
+    let mut node = node;
+    while let Some(r) = node.get("$ref").and_then(|r| r.as_str()) {
+        node = &defs[r.rsplit('/').next().unwrap_or_default()];
+    }
+    for alt in ["anyOf", "oneOf", "allOf"] {
+        for a in node
+            .get(alt)
+            .and_then(|a| a.as_array())
+            .into_iter()
+            .flatten()
+        {
+            schema_paths(a, defs, prefix, out);
+        }
+    }
+    if let Some(props) = node.get("properties").and_then(|p| p.as_object()) {
+        for (k, v) in props {
+            let path = format!("{prefix}{k}");
+            out.push(path.clone());
+            schema_paths(v, defs, &format!("{path}."), out);
+        }
+    }
+    if let Some(items) = node.get("items") {
+        let list = format!("{}[].", prefix.trim_end_matches('.'));
+        schema_paths(items, defs, &list, out);
+    }
+}
+
+fn workspace_file(rel: &str) -> String {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(rel);
+    std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+/// docs/configuration.md names every key of docs/config.schema.json and every registry:2 key
+/// that only warns, so the reference cannot silently fall behind the code.
+#[test]
+fn configuration_doc_names_every_key() {
+    let doc = workspace_file("docs/configuration.md");
+    let schema: serde_json::Value =
+        serde_json::from_str(&workspace_file("docs/config.schema.json")).unwrap();
+    let mut paths = Vec::new();
+    schema_paths(&schema, &schema["$defs"], "", &mut paths);
+    assert!(paths.len() > 100, "schema walk found only {paths:?}");
+    let missing: Vec<&String> = paths
+        .iter()
+        .filter(|p| !doc.contains(&format!("`{p}`")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "docs/configuration.md lacks {missing:?}"
+    );
+    let unlisted: Vec<&str> = super::warnings::UNIMPLEMENTED
+        .iter()
+        .filter(|(k, why)| !doc.contains(&format!("`{k}`")) || !doc.contains(why))
+        .map(|(k, _)| *k)
+        .collect();
+    assert!(
+        unlisted.is_empty(),
+        "docs/configuration.md lacks {unlisted:?}"
+    );
+}

@@ -4,7 +4,7 @@ use super::env::Override;
 use super::Warning;
 
 /// registry:2 keys (and key prefixes) that Berth knows but does not implement, with the reason.
-const UNIMPLEMENTED: &[(&str, &str)] = &[
+pub(super) const UNIMPLEMENTED: &[(&str, &str)] = &[
     (
         "redis",
         "Berth keeps its caches in process and shared state in the metadata database",
@@ -76,14 +76,19 @@ const UNIMPLEMENTED: &[(&str, &str)] = &[
         "transfer acceleration is not supported",
     ),
     ("storage.s3.loglevel", "use log.level"),
-    ("storage.s3.multipartcopychunksize", "copies are not used"),
+    (
+        "storage.s3.multipartcopychunksize",
+        "a finished upload is assembled server-side with UploadPartCopy, one copied part per \
+         storage.s3.chunksize part",
+    ),
     (
         "storage.s3.multipartcopymaxconcurrency",
-        "copies are not used",
+        "a finished upload's parts are copied server-side 8 at a time",
     ),
     (
         "storage.s3.multipartcopythresholdsize",
-        "copies are not used",
+        "an upload of at least storage.s3.chunksize bytes is assembled server-side with \
+         UploadPartCopy; a smaller one is written with one PUT",
     ),
     (
         "http.letsencrypt",

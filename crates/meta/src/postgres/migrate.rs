@@ -21,6 +21,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0002_outbox",
         include_str!("../../migrations/postgres/0002_outbox.sql"),
     ),
+    (
+        "0003_outbox_leases",
+        include_str!("../../migrations/postgres/0003_outbox_leases.sql"),
+    ),
 ];
 
 /// The schema version this build writes.

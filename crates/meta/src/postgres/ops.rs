@@ -6,6 +6,12 @@
 //! enqueue takes `LOCK TABLE outbox IN EXCLUSIVE MODE` for its short transaction: enqueues run
 //! one after another (they are batched off the request path), readers are not blocked, and the
 //! ids visible to a reader are always a prefix of those that will ever be committed.
+//!
+//! Which replica delivers an endpoint is decided by a row in `outbox_leases`: one upsert takes a
+//! free or expired lease or renews the caller's own, atomically (the row lock of `ON CONFLICT DO
+//! UPDATE`), with expiry on the database's clock so skewed replica clocks do not matter.
+
+use std::time::Duration;
 
 use async_trait::async_trait;
 use berth_oci::UploadId;
@@ -95,6 +101,37 @@ impl Outbox for PostgresStore {
                 .prepare_cached("SELECT count(*) FROM outbox WHERE endpoint = $1")
                 .await?;
             Ok(count(conn.query_one(&st, &[&endpoint]).await?.try_get(0)?))
+        })
+        .await
+    }
+
+    async fn lease(&self, endpoint: &str, holder: &str, ttl: Duration) -> Result<bool> {
+        let ttl_ms = ttl.as_secs_f64() * 1000.0;
+        self.run("take delivery lease", || async {
+            let conn = self.conn().await?;
+            let st = conn
+                .prepare_cached(
+                    "INSERT INTO outbox_leases (endpoint, holder, expires_at) \
+                     VALUES ($1, $2, clock_timestamp() + $3::float8 * interval '1 millisecond') \
+                     ON CONFLICT (endpoint) DO UPDATE \
+                     SET holder = EXCLUDED.holder, expires_at = EXCLUDED.expires_at \
+                     WHERE outbox_leases.holder = EXCLUDED.holder \
+                        OR outbox_leases.expires_at < clock_timestamp()",
+                )
+                .await?;
+            Ok(conn.execute(&st, &[&endpoint, &holder, &ttl_ms]).await? == 1)
+        })
+        .await
+    }
+
+    async fn release(&self, endpoint: &str, holder: &str) -> Result<()> {
+        self.run("release delivery lease", || async {
+            let conn = self.conn().await?;
+            let st = conn
+                .prepare_cached("DELETE FROM outbox_leases WHERE endpoint = $1 AND holder = $2")
+                .await?;
+            conn.execute(&st, &[&endpoint, &holder]).await?;
+            Ok(())
         })
         .await
     }

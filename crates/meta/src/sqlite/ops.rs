@@ -1,5 +1,7 @@
 //! [`Outbox`] and [`Inventory`] on SQLite.
 
+use std::time::Duration;
+
 use async_trait::async_trait;
 use berth_oci::UploadId;
 use bytes::Bytes;
@@ -13,6 +15,12 @@ fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 #[async_trait]
@@ -47,6 +55,44 @@ impl Outbox for SqliteStore {
                     .and_then(|mut st| st.query_row([endpoint], |r| r.get::<_, i64>(0)))
                     .ctx("count outbox events")
                     .map(|n| n.max(0) as u64)
+            })
+            .await
+    }
+
+    async fn lease(&self, endpoint: &str, holder: &str, ttl: Duration) -> Result<bool> {
+        let (endpoint, holder) = (endpoint.to_owned(), holder.to_owned());
+        let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
+        self.db
+            .write(move |c| {
+                let at = now_ms();
+                c.prepare_cached(
+                    "INSERT INTO outbox_leases (endpoint, holder, expires_at) VALUES (?1, ?2, ?3) \
+                     ON CONFLICT (endpoint) DO UPDATE \
+                     SET holder = excluded.holder, expires_at = excluded.expires_at \
+                     WHERE outbox_leases.holder = excluded.holder OR outbox_leases.expires_at < ?4",
+                )
+                .and_then(|mut st| {
+                    st.execute(rusqlite::params![
+                        endpoint,
+                        holder,
+                        at.saturating_add(ttl_ms),
+                        at
+                    ])
+                })
+                .ctx("take delivery lease")
+                .map(|n| n == 1)
+            })
+            .await
+    }
+
+    async fn release(&self, endpoint: &str, holder: &str) -> Result<()> {
+        let (endpoint, holder) = (endpoint.to_owned(), holder.to_owned());
+        self.db
+            .write(move |c| {
+                c.prepare_cached("DELETE FROM outbox_leases WHERE endpoint = ?1 AND holder = ?2")
+                    .and_then(|mut st| st.execute(rusqlite::params![endpoint, holder]))
+                    .ctx("release delivery lease")
+                    .map(drop)
             })
             .await
     }
@@ -160,6 +206,29 @@ mod tests {
             "other endpoints untouched"
         );
         s.enqueue(&[]).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn one_lease_holder_per_endpoint_until_it_runs_out() {
+        let s = SqliteStore::open_temporary().unwrap();
+        let long = Duration::from_secs(60);
+        assert!(s.lease("a", "r1", long).await.unwrap());
+        assert!(!s.lease("a", "r2", long).await.unwrap(), "held by r1");
+        assert!(s.lease("b", "r2", long).await.unwrap(), "per endpoint");
+        assert!(s.lease("a", "r1", long).await.unwrap(), "renewal");
+        s.release("a", "r2").await.unwrap();
+        assert!(
+            !s.lease("a", "r2", long).await.unwrap(),
+            "only the holder releases"
+        );
+        s.release("a", "r1").await.unwrap();
+        assert!(
+            s.lease("a", "r2", Duration::ZERO).await.unwrap(),
+            "released"
+        );
+        // r2's lease ran out at once (ttl 0): anyone may take it, like a crashed holder's.
+        std::thread::sleep(Duration::from_millis(5));
+        assert!(s.lease("a", "r1", long).await.unwrap(), "expired");
     }
 
     #[tokio::test]

@@ -34,7 +34,7 @@ const CREDENTIAL_ENV: &[&str] = &[
 ///
 /// Keys registry:2 has and this backend does not use: `encrypt`, `keyid`, `storageclass`,
 /// `objectacl`, `sessiontoken`, `useragent`, `usedualstack`, `accelerate`, `loglevel`,
-/// `multipartcopy*` (server-side copies happen per part).
+/// `multipartcopy*` (a commit copies the upload's `chunksize` parts server-side, 8 at a time).
 #[derive(Clone)]
 pub struct S3Options {
     /// `accesskey`; with `secretkey`. When both are absent, credentials come from the

@@ -78,6 +78,7 @@ impl RegistryError {
             SizeInvalid(_) => ErrorCode::SizeInvalid,
             Unsupported(_) => ErrorCode::Unsupported,
             Meta(MetaError::Unavailable(_)) => ErrorCode::Unavailable,
+            Storage(e) if storage_unreachable(e) => ErrorCode::Unavailable,
             Storage(_) | Meta(_) => ErrorCode::Unknown,
         }
     }
@@ -88,6 +89,10 @@ impl RegistryError {
             RegistryError::Meta(MetaError::Unavailable(_)) => {
                 "metadata database unavailable; retry later"
             }
+            RegistryError::Storage(e) if storage_unreachable(e) => {
+                "storage backend unavailable; retry later"
+            }
+            RegistryError::Storage(_) => "storage backend error; see the registry log",
             _ => self.code().message(),
         }
     }
@@ -107,6 +112,21 @@ impl RegistryError {
             _ => None,
         }
     }
+}
+
+/// Whether a storage failure means the backend could not be reached (an object store that is
+/// down or cut off: the S3 backend reports those with connection error kinds). Such requests may
+/// succeed when retried, so they are answered 503 `UNAVAILABLE` like an unreachable database.
+fn storage_unreachable(e: &StorageError) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(
+        e,
+        StorageError::Backend(io) if matches!(
+            io.kind(),
+            ConnectionRefused | ConnectionReset | ConnectionAborted | NotConnected | TimedOut
+                | HostUnreachable | NetworkUnreachable
+        )
+    )
 }
 
 impl From<StorageError> for RegistryError {
@@ -130,7 +150,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn an_unavailable_database_is_503_unavailable_without_details() {
+    fn unreachable_database_and_storage_are_503_unavailable_without_details() {
         let e = RegistryError::from(MetaError::Unavailable("postgres: secret-host:5432".into()));
         assert_eq!(e.code(), ErrorCode::Unavailable);
         assert_eq!(e.code().status(), 503);
@@ -138,6 +158,23 @@ mod tests {
         assert_eq!(
             e.public_message(),
             "metadata database unavailable; retry later"
+        );
+        let unreachable = RegistryError::from(StorageError::Backend(std::io::Error::new(
+            std::io::ErrorKind::ConnectionRefused,
+            "S3 head: connect to 10.0.0.9:8333",
+        )));
+        assert_eq!(unreachable.code(), ErrorCode::Unavailable);
+        assert_eq!(
+            unreachable.public_message(),
+            "storage backend unavailable; retry later"
+        );
+        let disk = RegistryError::from(StorageError::Backend(std::io::Error::other("EIO")));
+        assert_eq!(
+            (disk.code(), disk.public_message()),
+            (
+                ErrorCode::Unknown,
+                "storage backend error; see the registry log"
+            )
         );
         let other = RegistryError::from(MetaError::Database("syntax error".into()));
         assert_eq!(

@@ -15,6 +15,8 @@ pub mod cmd;
 pub mod containerd;
 pub mod fixtures;
 pub mod http;
+pub mod nginx;
+pub mod postgres;
 pub mod prom;
 pub mod raw;
 pub mod server;

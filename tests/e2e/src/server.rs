@@ -240,6 +240,12 @@ impl Server {
         Server::launch(ServerOptions::default(), storage)
     }
 
+    /// [`Server::start_with_storage`] with extra configuration (e.g. a shared `database:` for
+    /// replicas of one registry).
+    pub fn start_with_options_and_storage(opts: ServerOptions, storage: &str) -> Server {
+        Server::launch(opts, Some(storage))
+    }
+
     /// [`Server::start`] with extra configuration; over HTTPS readiness is checked with the
     /// options' CA (and client certificate).
     pub fn start_with(opts: ServerOptions) -> Server {

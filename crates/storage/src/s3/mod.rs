@@ -79,10 +79,55 @@ impl std::fmt::Debug for S3Backend {
     }
 }
 
-/// A failed S3 call as the contract's `Backend` error, with what was being done.
-fn backend_err(what: &str, e: impl std::fmt::Display) -> StorageError {
-    StorageError::Backend(io::Error::other(format!("S3 {what}: {e}")))
+/// A failed S3 call as the contract's `Backend` error, with what was being done. When the
+/// service could not be reached at all (refused connection, timeout, a transfer cut off, all
+/// retries spent), the `io::Error` carries a connection [`io::ErrorKind`]: the registry answers
+/// those with 503 `UNAVAILABLE` (retry later) rather than 500 `UNKNOWN`.
+fn backend_err(what: &str, e: impl S3Cause) -> StorageError {
+    StorageError::Backend(io::Error::new(e.kind(), format!("S3 {what}: {e}")))
 }
+
+/// What an S3 failure says about reachability.
+trait S3Cause: std::fmt::Display {
+    /// `Other`, or a connection kind when the service was not reachable.
+    fn kind(&self) -> io::ErrorKind {
+        io::ErrorKind::Other
+    }
+}
+
+impl S3Cause for object_store::Error {
+    fn kind(&self) -> io::ErrorKind {
+        use object_store::client::{HttpError, HttpErrorKind};
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(self);
+        while let Some(e) = cause {
+            if let Some(http) = e.downcast_ref::<HttpError>() {
+                return match http.kind() {
+                    HttpErrorKind::Connect => io::ErrorKind::ConnectionRefused,
+                    HttpErrorKind::Timeout => io::ErrorKind::TimedOut,
+                    HttpErrorKind::Request | HttpErrorKind::Interrupted => {
+                        io::ErrorKind::ConnectionAborted
+                    }
+                    _ => io::ErrorKind::Other,
+                };
+            }
+            cause = e.source();
+        }
+        io::ErrorKind::Other
+    }
+}
+
+impl S3Cause for raw::RawError {
+    fn kind(&self) -> io::ErrorKind {
+        if self.unreachable {
+            io::ErrorKind::ConnectionAborted
+        } else {
+            io::ErrorKind::Other
+        }
+    }
+}
+
+impl S3Cause for String {}
+impl S3Cause for &str {}
 
 /// `NotFound` from S3 is the contract's `NotFound`; everything else is a backend error.
 fn map_err(what: &str, e: object_store::Error) -> StorageError {

@@ -27,8 +27,29 @@ const QUERY_ENCODE_SET: AsciiSet = PATH_ENCODE_SET.add(b'/');
 /// Attempts per raw request (connection errors and 5xx are retried).
 const ATTEMPTS: u32 = 3;
 
-/// An error of a raw request, as text (the caller wraps it in `StorageError::Backend`).
-pub(crate) type RawError = String;
+/// An error of a raw request (the caller wraps it in `StorageError::Backend`).
+#[derive(Debug)]
+pub(crate) struct RawError {
+    /// What failed, for the log.
+    pub(crate) message: String,
+    /// The service was not reachable (connection or transfer failed on every attempt).
+    pub(crate) unreachable: bool,
+}
+
+impl From<String> for RawError {
+    fn from(message: String) -> Self {
+        RawError {
+            message,
+            unreachable: false,
+        }
+    }
+}
+
+impl std::fmt::Display for RawError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
 
 /// Signs and sends raw S3 requests for one bucket.
 pub(crate) struct RawClient {
@@ -162,7 +183,7 @@ impl RawClient {
     pub(crate) async fn create_bucket(&self) -> Result<(), RawError> {
         let url = format!("{}/", self.bucket_url);
         match self.send(Method::PUT, &url, &[]).await {
-            Err(e) if e.contains("BucketAlreadyOwnedByYou") => Ok(()),
+            Err(e) if e.message.contains("BucketAlreadyOwnedByYou") => Ok(()),
             other => other.map(drop),
         }
     }
@@ -195,27 +216,36 @@ impl RawClient {
         headers: &[(&str, &str)],
     ) -> Result<Bytes, (bool, RawError)> {
         let credential = self.credential().await.map_err(|e| (false, e))?;
+        let unreachable = |message: String| {
+            (
+                true,
+                RawError {
+                    message,
+                    unreachable: true,
+                },
+            )
+        };
         let mut builder = Request::builder().method(method.clone()).uri(url);
         for (name, value) in headers {
             builder = builder.header(*name, *value);
         }
         let mut request = builder
             .body(HttpRequestBody::from(Bytes::new()))
-            .map_err(|e| (false, format!("building {method} {url}: {e}")))?;
+            .map_err(|e| (false, format!("building {method} {url}: {e}").into()))?;
         AwsAuthorizer::new(&credential, "s3", &self.region)
             .try_authorize(&mut request, None)
-            .map_err(|e| (false, format!("signing {method} {url}: {e}")))?;
+            .map_err(|e| (false, format!("signing {method} {url}: {e}").into()))?;
         let response = self
             .http
             .execute(request)
             .await
-            .map_err(|e| (true, format!("{method} {url}: {e}")))?;
+            .map_err(|e| unreachable(format!("{method} {url}: {e}")))?;
         let status = response.status();
         let body = response
             .into_body()
             .bytes()
             .await
-            .map_err(|e| (true, format!("{method} {url}: reading the response: {e}")))?;
+            .map_err(|e| unreachable(format!("{method} {url}: reading the response: {e}")))?;
         // UploadPartCopy may fail after a 200 status line: the error is then in the body
         let error_body = body.starts_with(b"<?xml") && find_tag(&body, "Code").is_some();
         if status.is_success() && !error_body {
@@ -225,7 +255,7 @@ impl RawClient {
         let retry = status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS;
         Err((
             retry || (status.is_success() && code == "InternalError"),
-            format!("{method} {url}: {status} {code}"),
+            format!("{method} {url}: {status} {code}").into(),
         ))
     }
 
@@ -234,7 +264,7 @@ impl RawClient {
             .credentials()
             .get_credential()
             .await
-            .map_err(|e| format!("S3 credentials: {e}"))
+            .map_err(|e| format!("S3 credentials: {e}").into())
     }
 }
 

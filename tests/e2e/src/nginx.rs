@@ -1,0 +1,204 @@
+//! A real nginx (Debian's `nginx` package) in front of several registry replicas, as a load
+//! balancer is set up for Berth in production (docs/deploy-ha.md): round-robin over the
+//! upstreams with no stickiness, unlimited body size, request and response buffering off (blobs
+//! stream through in both directions), long timeouts for large blobs, `Host` and `X-Forwarded-*`
+//! passed on.
+//!
+//! It runs as a non-daemon child (`daemon off`, one worker) with a generated config, pid file,
+//! logs and temp paths in its own temp dir, on a free 127.0.0.1 port, and is killed when the
+//! [`Nginx`] is dropped (and by the kernel if the test dies first).
+
+use std::fs;
+use std::os::unix::process::CommandExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+use crate::cmd::require_tool;
+use crate::http;
+use crate::server::{die_with_parent, free_port, keep_or_remove, tail_lines};
+
+/// A running nginx proxying to a fixed set of upstreams.
+pub struct Nginx {
+    child: Option<Child>,
+    dir: Option<TempDir>,
+    port: u16,
+}
+
+impl Nginx {
+    /// Starts nginx on a free port in front of `upstreams` (`127.0.0.1:PORT` each) and waits
+    /// until `GET /v2/` through it answers 200.
+    pub fn start(upstreams: &[String]) -> Nginx {
+        let bin = require_tool("nginx");
+        let mut last = String::new();
+        for _ in 0..5 {
+            let dir = tempfile::Builder::new()
+                .prefix("berth-e2e-nginx-")
+                .tempdir()
+                .expect("temp dir");
+            let port = free_port();
+            fs::write(
+                dir.path().join("nginx.conf"),
+                config(dir.path(), port, upstreams),
+            )
+            .expect("write nginx.conf");
+            let mut n = Nginx {
+                child: None,
+                dir: Some(dir),
+                port,
+            };
+            n.spawn(&bin);
+            match n.wait_ready() {
+                Ok(()) => return n,
+                Err(e) if e.contains("in use") => last = e,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        panic!("nginx found no free port after 5 tries:\n{last}")
+    }
+
+    /// `127.0.0.1:PORT`.
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr())
+    }
+
+    /// nginx's error log so far.
+    pub fn error_log(&self) -> String {
+        fs::read_to_string(self.dir().join("error.log")).unwrap_or_default()
+    }
+
+    /// The access log so far: one line per request, `<upstream addr> <status> <request>`.
+    pub fn access_log(&self) -> String {
+        fs::read_to_string(self.dir().join("access.log")).unwrap_or_default()
+    }
+
+    fn dir(&self) -> &Path {
+        self.dir.as_ref().expect("nginx dir").path()
+    }
+
+    fn spawn(&mut self, bin: &PathBuf) {
+        let log = fs::File::create(self.dir().join("stderr.log")).expect("nginx stderr log");
+        let mut cmd = Command::new(bin);
+        cmd.arg("-p")
+            .arg(self.dir())
+            .arg("-c")
+            .arg(self.dir().join("nginx.conf"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("dup log"))
+            .stderr(log)
+            // its own process group: SIGKILL to the master alone would leave the worker behind
+            .process_group(0);
+        die_with_parent(&mut cmd);
+        self.child = Some(cmd.spawn().expect("spawn nginx"));
+    }
+
+    fn wait_ready(&mut self) -> Result<(), String> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
+                self.child = None;
+                let stderr = fs::read_to_string(self.dir().join("stderr.log")).unwrap_or_default();
+                return Err(format!(
+                    "nginx exited ({status}):\n{stderr}\n{}",
+                    self.error_log()
+                ));
+            }
+            if http::request("GET", &format!("{}/v2/", self.url()), &[], &[])
+                .is_ok_and(|r| r.status == 200)
+            {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(format!("nginx not ready after 10 s:\n{}", self.error_log()));
+            }
+            thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            if let Ok(pgid) = libc::pid_t::try_from(c.id()) {
+                // SAFETY: kill has no memory preconditions; the group is nginx's own (process_group(0)).
+                unsafe { libc::kill(-pgid, libc::SIGKILL) };
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        self.kill();
+        if thread::panicking() {
+            eprintln!(
+                "===== nginx error log =====\n{}\n===== nginx access log =====\n{}",
+                tail_lines(&self.error_log(), 50),
+                tail_lines(&self.access_log(), 50)
+            );
+        }
+        keep_or_remove(self.dir.take());
+    }
+}
+
+/// The generated nginx.conf: the settings docs/deploy-ha.md recommends.
+fn config(dir: &Path, port: u16, upstreams: &[String]) -> String {
+    let servers: String = upstreams
+        .iter()
+        .map(|u| format!("    server {u} max_fails=0;\n"))
+        .collect();
+    let d = dir.display();
+    // nginx started by root switches its workers to `user`; root keeps them able to use the
+    // temp dir (the tests run as root; as another user the directive is ignored).
+    let user = if is_root() { "user root;\n" } else { "" };
+    format!(
+        r#"{user}daemon off;
+worker_processes 1;
+pid {d}/nginx.pid;
+error_log {d}/error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+  log_format upstreamlog '$upstream_addr $status "$request"';
+  access_log {d}/access.log upstreamlog;
+  client_body_temp_path {d}/client_body;
+  proxy_temp_path {d}/proxy;
+  fastcgi_temp_path {d}/fastcgi;
+  uwsgi_temp_path {d}/uwsgi;
+  scgi_temp_path {d}/scgi;
+  upstream berth {{
+{servers}    keepalive 16;
+  }}
+  server {{
+    listen 127.0.0.1:{port};
+    client_max_body_size 0;
+    proxy_request_buffering off;
+    proxy_buffering off;
+    proxy_http_version 1.1;
+    proxy_set_header Connection "";
+    proxy_set_header Host $http_host;
+    proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+    proxy_set_header X-Forwarded-Proto $scheme;
+    proxy_connect_timeout 5s;
+    proxy_send_timeout 900s;
+    proxy_read_timeout 900s;
+    location / {{
+      proxy_pass http://berth;
+    }}
+  }}
+}}
+"#
+    )
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}

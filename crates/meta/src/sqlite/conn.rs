@@ -1,5 +1,6 @@
-//! Connections: one writer behind an async FIFO mutex, a pool of `query_only` readers behind a
-//! semaphore, and the blocking-pool hop every call makes.
+//! Connections: one writer on its own group-commit thread ([`super::batch`]), a pool of
+//! `query_only` readers behind a semaphore, and the blocking-pool hop long reads make (short reads
+//! run inline).
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -7,8 +8,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use rusqlite::Connection;
-use tokio::sync::{Mutex as AsyncMutex, Semaphore};
+use tokio::sync::Semaphore;
 
+use super::batch::Writer;
 use super::{migrate, Context, SqliteOptions};
 use crate::{MetaError, Result};
 
@@ -22,7 +24,8 @@ const STATEMENT_CACHE: usize = 64;
 /// The open database: connections plus, for temporary stores, the files to remove at the end.
 pub(super) struct Db {
     path: PathBuf,
-    writer: Arc<AsyncMutex<Connection>>,
+    // Dropped first: lets queued writes finish, then closes the writer connection.
+    writer: Writer,
     readers: Arc<Readers>,
     // Declared last: dropped after the connections above are closed.
     _temp: Option<TempFiles>,
@@ -45,7 +48,7 @@ impl Db {
             .collect::<Result<Vec<_>>>()?;
         Ok(Db {
             path: path.to_path_buf(),
-            writer: Arc::new(AsyncMutex::new(writer)),
+            writer: Writer::start(writer)?,
             readers: Arc::new(Readers {
                 idle: Mutex::new(idle),
                 permits: Arc::new(Semaphore::new(count)),
@@ -80,21 +83,50 @@ impl Db {
         out.map_err(joined)?
     }
 
-    /// Runs `f` on the writer connection on the blocking pool, after earlier writes (FIFO).
+    /// Runs a short read (an indexed point lookup or one bounded page) on the calling thread when
+    /// a read connection is idle, else like [`Db::read`].
+    ///
+    /// Such a read takes microseconds against SQLite's page cache, while the blocking-pool hop of
+    /// [`Db::read`] costs two thread hand-offs and wake-ups, hundreds of microseconds on a loaded
+    /// machine (the 10 000-tag walk spent over half its time switching threads). Only callers
+    /// that bound their work use this; scans and writes stay on the blocking pool. A panic in `f`
+    /// unwinds the calling task only; the lease returns the connection to the pool.
+    pub(super) async fn read_short<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        let Ok(permit) = self.readers.permits.try_acquire() else {
+            return self.read(f).await;
+        };
+        let lease = Lease::take(&self.readers)?;
+        let out = f(lease.conn()?);
+        drop(lease);
+        drop(permit);
+        out
+    }
+
+    /// Runs `f` on the writer connection after earlier writes (FIFO), in a group commit with the
+    /// writes queued alongside it; returns once that commit is durable.
     pub(super) async fn write<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
     {
-        let mut writer = Arc::clone(&self.writer).lock_owned().await;
-        let out = tokio::task::spawn_blocking(move || f(&mut writer)).await;
-        out.map_err(joined)?
+        self.writer.write(f).await
     }
 
-    /// Runs `f` on the writer directly (tests inspecting pragmas).
+    /// Runs `f` on the writer (tests inspecting pragmas and plans), inside a write batch.
     #[cfg(test)]
-    pub(super) async fn with_writer<T>(&self, f: impl FnOnce(&mut Connection) -> T) -> T {
-        f(&mut *self.writer.lock().await)
+    pub(super) async fn with_writer<T, F>(&self, f: F) -> T
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> T + Send + 'static,
+    {
+        match self.writer.write(move |c| Ok(f(c))).await {
+            Ok(v) => v,
+            Err(e) => panic!("writer: {e}"),
+        }
     }
 }
 

@@ -99,7 +99,7 @@ impl Outbox for SqliteStore {
 }
 
 fn enqueue(c: &mut Connection, events: &[(String, Bytes)]) -> Result<()> {
-    let tx = c.transaction().ctx("begin enqueue")?;
+    let tx = c.savepoint().ctx("begin enqueue")?;
     {
         let mut st = tx
             .prepare_cached(

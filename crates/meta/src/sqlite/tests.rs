@@ -54,7 +54,7 @@ mod conformance {
 async fn pragma(store: &SqliteStore, name: &'static str) -> String {
     store
         .db
-        .with_writer(|c| {
+        .with_writer(move |c| {
             c.pragma_query_value(None, name, |r| r.get::<_, rusqlite::types::Value>(0))
         })
         .await
@@ -70,7 +70,7 @@ async fn count(store: &SqliteStore, table: &str) -> i64 {
     let sql = format!("SELECT count(*) FROM {table}");
     store
         .db
-        .with_writer(|c| c.query_row(&sql, [], |r| r.get(0)))
+        .with_writer(move |c| c.query_row(&sql, [], |r| r.get(0)))
         .await
         .expect("count")
 }
@@ -184,7 +184,7 @@ async fn read_statements_use_indexes() {
         let plan = f
             .store
             .db
-            .with_writer(|c| {
+            .with_writer(move |c| {
                 let mut st = c.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))?;
                 let nulls = vec![rusqlite::types::Null; st.parameter_count()];
                 let params = rusqlite::params_from_iter(nulls);

@@ -1,9 +1,10 @@
-//! Statements run on the single writer connection. Multi-statement operations run in one
-//! `IMMEDIATE` transaction (the write lock is taken up front, so they never fail half-way on a
-//! lock upgrade); single statements are atomic on their own.
+//! Statements run on the single writer connection, inside the group commit's `IMMEDIATE`
+//! transaction (the write lock is taken up front, so they never fail half-way on a lock upgrade)
+//! and a savepoint per write (see `batch`). Multi-statement operations nest one more savepoint so
+//! their helpers read as one unit; single statements are atomic on their own.
 
 use berth_oci::{Digest, RepoName, Tag, UploadId};
-use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior};
+use rusqlite::{Connection, OptionalExtension, Savepoint};
 
 use super::read::repo_id;
 use super::Context;
@@ -17,13 +18,12 @@ fn now() -> i64 {
         .unwrap_or(0)
 }
 
-fn begin(c: &mut Connection) -> Result<Transaction<'_>> {
-    c.transaction_with_behavior(TransactionBehavior::Immediate)
-        .ctx("begin transaction")
+fn begin(c: &mut Connection) -> Result<Savepoint<'_>> {
+    c.savepoint().ctx("begin savepoint")
 }
 
 /// The repository's id, inserting the row if it is new.
-fn ensure_repo(tx: &Transaction<'_>, repo: &RepoName) -> rusqlite::Result<i64> {
+fn ensure_repo(tx: &Connection, repo: &RepoName) -> rusqlite::Result<i64> {
     if let Some(id) = repo_id(tx, repo)? {
         return Ok(id);
     }
@@ -34,7 +34,7 @@ fn ensure_repo(tx: &Transaction<'_>, repo: &RepoName) -> rusqlite::Result<i64> {
 
 /// The blob's id, inserting the row if the digest is new (an existing size is kept: the digest
 /// determines the content).
-fn ensure_blob(tx: &Transaction<'_>, digest: &Digest, size: u64) -> rusqlite::Result<i64> {
+fn ensure_blob(tx: &Connection, digest: &Digest, size: u64) -> rusqlite::Result<i64> {
     let existing = tx
         .prepare_cached("SELECT id FROM blobs WHERE digest = ?1")?
         .query_row([digest.as_str()], |r| r.get(0))
@@ -98,7 +98,7 @@ pub(super) fn put_manifest(
 }
 
 /// Ids of `blobs` as linked into the repository; `MissingBlob` names the first one that is not.
-fn linked_blobs(tx: &Transaction<'_>, repo_id: i64, blobs: &[Digest]) -> Result<Vec<i64>> {
+fn linked_blobs(tx: &Connection, repo_id: i64, blobs: &[Digest]) -> Result<Vec<i64>> {
     let mut st = tx
         .prepare_cached(
             "SELECT b.id FROM blobs b JOIN repo_blobs rb ON rb.blob_id = b.id \
@@ -117,7 +117,7 @@ fn linked_blobs(tx: &Transaction<'_>, repo_id: i64, blobs: &[Digest]) -> Result<
 }
 
 /// `MissingManifest` names the first child that is not a manifest of the repository.
-fn check_children(tx: &Transaction<'_>, repo_id: i64, children: &[Digest]) -> Result<()> {
+fn check_children(tx: &Connection, repo_id: i64, children: &[Digest]) -> Result<()> {
     let mut st = tx
         .prepare_cached("SELECT 1 FROM manifests WHERE repo_id = ?1 AND digest = ?2")
         .ctx("prepare child check")?;
@@ -133,7 +133,7 @@ fn check_children(tx: &Transaction<'_>, repo_id: i64, children: &[Digest]) -> Re
 }
 
 /// Inserts the manifest unless the repository already holds this digest; returns its id.
-fn insert_manifest(tx: &Transaction<'_>, repo_id: i64, m: &NewManifest) -> Result<i64> {
+fn insert_manifest(tx: &Connection, repo_id: i64, m: &NewManifest) -> Result<i64> {
     let size = u64::try_from(m.bytes.len()).unwrap_or(u64::MAX);
     tx.prepare_cached(
         "INSERT INTO manifests \
@@ -161,7 +161,7 @@ fn insert_manifest(tx: &Transaction<'_>, repo_id: i64, m: &NewManifest) -> Resul
 }
 
 fn insert_references(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     repo_id: i64,
     manifest_id: i64,
     blob_ids: &[i64],
@@ -184,7 +184,7 @@ fn insert_references(
 }
 
 fn point_tags(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     repo_id: i64,
     manifest_id: i64,
     tags: &[Tag],

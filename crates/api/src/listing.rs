@@ -4,6 +4,7 @@ use axum::body::Body;
 use axum::http::{header, StatusCode};
 use berth_oci::{media, Digest, ErrorCode, RepoName};
 use berth_registry::Registry;
+use serde::Serialize;
 use serde_json::json;
 
 use crate::error::{ApiError, ApiResult};
@@ -20,12 +21,24 @@ pub async fn tags(reg: &Registry, repo: &RepoName, q: &Query) -> ApiResult {
         n,
         &format!("/v2/{repo}/tags/list"),
     );
-    json_response(
-        json!({ "name": repo.as_str(), "tags": page.items }),
-        "application/json",
-        next,
-        None,
-    )
+    let body = TagList {
+        name: repo.as_str(),
+        tags: &page.items,
+    };
+    json_response(&body, "application/json", next, None)
+}
+
+/// Tag list body, serialised straight from the page (no intermediate `serde_json::Value`).
+#[derive(Serialize)]
+struct TagList<'a> {
+    name: &'a str,
+    tags: &'a [String],
+}
+
+/// Catalog body, serialised straight from the page.
+#[derive(Serialize)]
+struct Catalog<'a> {
+    repositories: &'a [String],
 }
 
 /// `GET /v2/_catalog?n=&last=`.
@@ -33,12 +46,10 @@ pub async fn catalog(reg: &Registry, q: &Query) -> ApiResult {
     let n = q.page_size()?;
     let page = reg.catalog(n, q.get("last")).await?;
     let next = next_link(page.more, page.items.last(), n, "/v2/_catalog");
-    json_response(
-        json!({ "repositories": page.items }),
-        "application/json",
-        next,
-        None,
-    )
+    let body = Catalog {
+        repositories: &page.items,
+    };
+    json_response(&body, "application/json", next, None)
 }
 
 /// `GET /v2/<name>/referrers/<digest>?artifactType=`: an OCI image index of referrers.
@@ -68,7 +79,7 @@ pub async fn referrers(reg: &Registry, repo: &RepoName, subject: &Digest, q: &Qu
     let index =
         json!({ "schemaVersion": 2, "mediaType": media::OCI_INDEX, "manifests": page.items });
     json_response(
-        index,
+        &index,
         media::OCI_INDEX,
         next,
         artifact_type.map(|_| "artifactType"),
@@ -110,12 +121,10 @@ pub async fn catalog_filtered(
         }
     }
     let next = next_link(more, items.last(), n, "/v2/_catalog");
-    json_response(
-        json!({ "repositories": items }),
-        "application/json",
-        next,
-        None,
-    )
+    let body = Catalog {
+        repositories: &items,
+    };
+    json_response(&body, "application/json", next, None)
 }
 
 fn next_link(more: bool, last: Option<&String>, n: Option<usize>, path: &str) -> Option<String> {
@@ -126,12 +135,15 @@ fn next_link(more: bool, last: Option<&String>, n: Option<usize>, path: &str) ->
 }
 
 fn json_response(
-    v: serde_json::Value,
+    v: &impl Serialize,
     content_type: &str,
     link: Option<String>,
     filters: Option<&str>,
 ) -> ApiResult {
-    let body = v.to_string();
+    let body = serde_json::to_vec(v).map_err(|e| {
+        tracing::error!(error = %e, "serialising a listing failed");
+        ApiError::msg(ErrorCode::Unknown, "serialising the listing failed")
+    })?;
     let mut b = empty(StatusCode::OK)
         .header(header::CONTENT_TYPE, content_type)
         .header(header::CONTENT_LENGTH, body.len());

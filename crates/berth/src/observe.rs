@@ -120,14 +120,23 @@ fn header_str(h: &HeaderMap, name: header::HeaderName) -> Option<&str> {
     h.get(name).and_then(|v| v.to_str().ok())
 }
 
-/// The client's `X-Request-Id` when it is sane (nginx sets one), else a fresh UUID.
+/// The client's `X-Request-Id` when it is sane (nginx sets one), else a fresh UUID v4 from the
+/// thread's CSPRNG (`rand::random`); `Uuid::new_v4` would make a `getrandom` system call for every
+/// request.
 fn request_id(h: &HeaderMap) -> String {
     let given = h.get(REQUEST_ID).and_then(|v| v.to_str().ok()).filter(|s| {
         (1..=128).contains(&s.len())
             && s.bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
     });
-    given.map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned)
+    given.map_or_else(
+        || {
+            uuid::Builder::from_random_bytes(rand::random())
+                .into_uuid()
+                .to_string()
+        },
+        str::to_owned,
+    )
 }
 
 /// A low-cardinality label for the path.
@@ -237,6 +246,16 @@ mod tests {
         h.insert(REQUEST_ID, HeaderValue::from_static("bad id with spaces"));
         assert_eq!(request_id(&h).len(), 36);
         assert_eq!(request_id(&HeaderMap::new()).len(), 36);
+    }
+
+    #[test]
+    fn fresh_request_ids_are_distinct_uuid_v4() {
+        let a = request_id(&HeaderMap::new());
+        let b = request_id(&HeaderMap::new());
+        assert_ne!(a, b);
+        let parsed = uuid::Uuid::parse_str(&a).expect("a UUID");
+        assert_eq!(parsed.get_version(), Some(uuid::Version::Random));
+        assert_eq!(parsed.get_variant(), uuid::Variant::RFC4122);
     }
 
     #[test]

@@ -28,9 +28,12 @@ pub(super) const MANIFEST_BY_TAG: &str =
 pub(super) const MANIFEST_BY_DIGEST: &str = "SELECT m.media_type, m.bytes FROM repositories r \
      JOIN manifests m ON m.repo_id = r.id \
      WHERE r.name = ?1 AND m.digest = ?2";
-/// One page of a repository's tags (`''` sorts before every tag, keeping the range scan).
-pub(super) const LIST_TAGS: &str =
-    "SELECT name FROM tags WHERE repo_id = ?1 AND name > ?2 ORDER BY name LIMIT ?3";
+/// One page of a repository's tags (`''` sorts before every tag, keeping the range scan). One
+/// statement, so one read transaction per page: no row means no such repository, one `NULL` row
+/// means a repository without tags after `?2`.
+pub(super) const LIST_TAGS: &str = "SELECT t.name FROM repositories r \
+     LEFT JOIN tags t ON t.repo_id = r.id AND t.name > ?2 \
+     WHERE r.name = ?1 ORDER BY t.name LIMIT ?3";
 /// One page of repositories holding at least one manifest.
 pub(super) const LIST_REPOSITORIES: &str = "SELECT name FROM repositories r WHERE name > ?1 \
      AND EXISTS (SELECT 1 FROM manifests m WHERE m.repo_id = r.id) \
@@ -124,20 +127,20 @@ pub(super) fn list_tags(
     last: Option<&str>,
     limit: usize,
 ) -> Result<Option<Vec<String>>> {
-    let Some(repo_id) = repo_id(c, repo).ctx("look up repository")? else {
-        return Ok(None);
-    };
-    // '' sorts before every tag, so `name > ''` keeps the index range scan for the first page.
-    let rows = c
+    // LIMIT is at least 1 so that a known repository always yields a row.
+    let mut rows = c
         .prepare_cached(LIST_TAGS)
         .and_then(|mut st| {
-            st.query_map((repo_id, last.unwrap_or(""), sql_limit(limit)), |r| {
-                r.get(0)
-            })?
-            .collect::<rusqlite::Result<Vec<String>>>()
+            let params = (repo.as_str(), last.unwrap_or(""), sql_limit(limit.max(1)));
+            st.query_map(params, |r| r.get::<_, Option<String>>(0))?
+                .collect::<rusqlite::Result<Vec<Option<String>>>>()
         })
         .ctx("list tags")?;
-    Ok(Some(rows))
+    if rows.is_empty() {
+        return Ok(None);
+    }
+    rows.truncate(limit);
+    Ok(Some(rows.into_iter().flatten().collect()))
 }
 
 pub(super) fn list_repositories(

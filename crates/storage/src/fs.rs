@@ -40,9 +40,10 @@
 //!
 //! # Reads
 //!
-//! Reads stream lazily in [`READ_CHUNK`] (256 KiB) chunks: each poll does one blocking `read_exact`
-//! on the blocking pool into a fresh buffer that becomes the `Bytes` handed out, so memory stays
-//! flat for any object size and no thread is held between chunks. Measured against
+//! Reads stream lazily in [`READ_CHUNK`] (256 KiB) chunks into a fresh buffer that becomes the
+//! `Bytes` handed out, so memory stays flat for any object size. A chunk the page cache holds is
+//! read on the runtime thread (`preadv2` with `RWF_NOWAIT`); the rest is read on the blocking
+//! pool (module `read`). Measured (before the page-cache fast path) against
 //! `tokio_util::io::ReaderStream` over a `tokio::fs::File` on a 1 GiB file in the page cache
 //! (ignored test `read_throughput_1gib`, 2-core box): ~10–12 GB/s against ~10 GB/s when the
 //! consumer only counts bytes, and ~8 GB/s against ~7–8 when it copies each chunk out; the
@@ -63,7 +64,7 @@
 
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -74,6 +75,8 @@ use berth_oci::UploadId;
 use bytes::Bytes;
 use futures::StreamExt;
 use tokio::task::JoinHandle;
+
+mod read;
 
 use crate::layout::{self, Key};
 use crate::locks::{UploadGuard, UploadLocks};
@@ -317,44 +320,21 @@ fn list_keys(root: &Path, prefix: &str) -> io::Result<Vec<Key>> {
 
 /// Opens `path`, checks the range against its size and seeks to the start. Returns the file and
 /// the number of bytes to stream.
-fn open_range(path: &Path, range: Option<ByteRange>) -> Result<(File, u64)> {
-    let mut file = File::open(path).map_err(map_not_found)?;
+fn open_range(path: &Path, range: Option<ByteRange>) -> Result<(File, u64, u64)> {
+    let file = File::open(path).map_err(map_not_found)?;
     let meta = file.metadata()?;
     if meta.is_dir() {
         return Err(StorageError::NotFound);
     }
     let size = meta.len();
     let Some(range) = range else {
-        return Ok((file, size));
+        return Ok((file, 0, size));
     };
     if range.start >= size {
         return Err(StorageError::RangeNotSatisfiable { size });
     }
     let end = range.end.unwrap_or(size).clamp(range.start, size);
-    file.seek(SeekFrom::Start(range.start))?;
-    Ok((file, end - range.start))
-}
-
-/// Streams `len` bytes from `file`'s position in chunks of `chunk` bytes: each poll does one
-/// blocking `read_exact` on the blocking pool, so nothing is read before the consumer asks for it
-/// and memory stays at one chunk in flight.
-fn blocking_read_stream(file: File, len: u64, chunk: usize) -> ByteStream {
-    Box::pin(futures::stream::try_unfold(
-        (Some(file), len),
-        move |(file, left)| async move {
-            let Some(mut file) = file.filter(|_| left > 0) else {
-                return Ok(None);
-            };
-            let n = usize::try_from(left).map_or(chunk, |l| l.min(chunk));
-            let (file, buf) = blocking(move || {
-                let mut buf = vec![0u8; n];
-                file.read_exact(&mut buf)?;
-                Ok((file, buf))
-            })
-            .await?;
-            Ok(Some((Bytes::from(buf), (Some(file), left - n as u64))))
-        },
-    ))
+    Ok((file, range.start, end - range.start))
 }
 
 /// The alternative read strategy, kept for the throughput comparison.
@@ -377,10 +357,10 @@ async fn file_len(path: PathBuf) -> Result<Option<u64>> {
 
 /// Opens `path` for `range` and streams it.
 async fn read_file(path: PathBuf, range: Option<ByteRange>) -> Result<ByteStream> {
-    let (file, len) = tokio::task::spawn_blocking(move || open_range(&path, range))
+    let (file, start, len) = tokio::task::spawn_blocking(move || open_range(&path, range))
         .await
         .map_err(io::Error::from)??;
-    Ok(blocking_read_stream(file, len, READ_CHUNK))
+    Ok(read::stream(file, start, len, READ_CHUNK))
 }
 
 #[async_trait]
@@ -735,7 +715,7 @@ mod tests {
     #[ignore = "benchmark"]
     async fn read_throughput_1gib() {
         const SIZE: u64 = 1 << 30;
-        const NAMES: [&str; 2] = ["ReaderStream", "blocking read_exact"];
+        const NAMES: [&str; 2] = ["ReaderStream", "cached-first pread"];
         let dir = bench_dir();
         let path = dir.path().join("blob");
         let block = crate::suite::Rng::new(1).bytes(1 << 20);
@@ -748,7 +728,7 @@ mod tests {
             let file = File::open(&path).expect("open");
             match strategy {
                 0 => reader_stream(file, SIZE, chunk),
-                _ => blocking_read_stream(file, SIZE, chunk),
+                _ => read::stream(file, 0, SIZE, chunk),
             }
         };
         drain(stream(1, 1 << 20), false).await; // warm the page cache

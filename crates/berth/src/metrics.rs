@@ -18,6 +18,9 @@ const LATENCY_BUCKETS: &[f64] = &[
     60.0,
 ];
 
+/// How often buffered histogram samples are folded into buckets (bounds that buffer's memory).
+const UPKEEP_EVERY: Duration = Duration::from_secs(1);
+
 /// What the exposition handler needs.
 #[derive(Clone)]
 pub struct Metrics {
@@ -36,6 +39,22 @@ impl Metrics {
         metrics::gauge!("berth_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
         describe();
         Ok(Metrics { handle, inventory })
+    }
+
+    /// Folds recorded histogram samples into their buckets every second. The exporter keeps every
+    /// observation in a growing buffer until an upkeep (or a scrape) drains it, and
+    /// `install_recorder` starts no upkeep: without this task a registry that is never scraped
+    /// grew by ~20 bytes per request (measured: +5.7 MiB after 263 000 HEADs).
+    pub fn spawn_upkeep(&self) -> tokio::task::JoinHandle<()> {
+        let handle = self.handle.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(UPKEEP_EVERY);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                handle.run_upkeep();
+            }
+        })
     }
 
     /// Renders the text exposition after refreshing the inventory gauges.

@@ -81,6 +81,7 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
     let health = Health::new(c.storage.clone(), c.meta.clone(), c.driver);
     health.spawn_checker(&settings.health);
     let metrics = Metrics::install(c.inventory.clone()).map_err(ServeError::Unsupported)?;
+    metrics.spawn_upkeep();
     if let Some(p) = settings.upload_purging.clone() {
         purge::spawn(p, c.inventory.clone(), c.meta.clone(), c.storage.clone());
     }

@@ -66,6 +66,78 @@ impl Endpoint {
     }
 }
 
+/// The kind of endpoint a path addresses, judged from its shape alone: names, references and
+/// digests are not validated and nothing is allocated. It labels per-request metrics, which
+/// must not cost a second full [`Endpoint::parse`]; on every path that parses it agrees with
+/// [`Endpoint::kind`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum EndpointKind {
+    /// `/v2/`
+    Base,
+    /// `/v2/_catalog`
+    Catalog,
+    /// `/v2/<name>/tags/list`
+    Tags,
+    /// `/v2/<name>/manifests/<reference>`
+    Manifest,
+    /// `/v2/<name>/blobs/<digest>`
+    Blob,
+    /// `/v2/<name>/blobs/uploads/`
+    Uploads,
+    /// `/v2/<name>/blobs/uploads/<id>`
+    Upload,
+    /// `/v2/<name>/referrers/<digest>`
+    Referrers,
+}
+
+impl EndpointKind {
+    /// Classifies a raw request path; `None` when it is no registry path.
+    pub fn of(raw_path: &str) -> Option<EndpointKind> {
+        use EndpointKind as K;
+        if raw_path.contains('%') {
+            // Encoded separators change the shape: rare enough to afford the full parse.
+            return Endpoint::parse(raw_path).ok().map(|e| e.kind());
+        }
+        let rest = raw_path.strip_prefix("/v2")?;
+        match rest {
+            "" | "/" => return Some(K::Base),
+            "/_catalog" => return Some(K::Catalog),
+            _ => {}
+        }
+        // The same rules as `parse_segments`, read from the right.
+        let mut segs = rest.strip_prefix('/')?.rsplit('/');
+        let (t1, t2, t3) = (segs.next()?, segs.next()?, segs.next()?);
+        if segs.next().is_some() && t3 == "blobs" && t2 == "uploads" {
+            return Some(if t1.is_empty() { K::Uploads } else { K::Upload });
+        }
+        match (t2, t1) {
+            ("tags", "list") => Some(K::Tags),
+            ("blobs", "uploads") => Some(K::Uploads),
+            ("manifests", _) => Some(K::Manifest),
+            ("blobs", _) => Some(K::Blob),
+            ("referrers", _) => Some(K::Referrers),
+            _ => None,
+        }
+    }
+}
+
+impl Endpoint {
+    /// The kind of this endpoint.
+    pub fn kind(&self) -> EndpointKind {
+        use EndpointKind as K;
+        match self {
+            Endpoint::Base => K::Base,
+            Endpoint::Catalog => K::Catalog,
+            Endpoint::Tags(_) => K::Tags,
+            Endpoint::Manifest(..) => K::Manifest,
+            Endpoint::Blob(..) => K::Blob,
+            Endpoint::Uploads(_) => K::Uploads,
+            Endpoint::Upload(..) => K::Upload,
+            Endpoint::Referrers(..) => K::Referrers,
+        }
+    }
+}
+
 fn parse_segments(segs: &[&str]) -> Result<Endpoint, PathError> {
     let n = segs.len();
     let tail = |k: usize| segs[n - k];
@@ -165,6 +237,7 @@ mod tests {
             ),
         ];
         for (path, want) in cases {
+            assert_eq!(EndpointKind::of(&path), Some(want.kind()), "{path}");
             assert_eq!(Endpoint::parse(&path), Ok(want), "{path}");
         }
     }
@@ -221,6 +294,22 @@ mod tests {
             "/v2/%ff/tags/list",
         ] {
             assert_eq!(Endpoint::parse(p), Err(PathError::NotFound), "{p}");
+            assert_eq!(EndpointKind::of(p), None, "{p}");
         }
+    }
+
+    #[test]
+    fn kinds_come_from_the_shape_alone() {
+        use EndpointKind as K;
+        // Invalid names and references still say what was asked for.
+        assert_eq!(EndpointKind::of("/v2/A/tags/list"), Some(K::Tags));
+        assert_eq!(EndpointKind::of("/v2/a/manifests/-bad"), Some(K::Manifest));
+        assert_eq!(EndpointKind::of("/v2/a/blobs/md5:abc"), Some(K::Blob));
+        assert_eq!(EndpointKind::of("/v2/a/blobs/uploads/x"), Some(K::Upload));
+        assert_eq!(EndpointKind::of("/v2/a/b/blobs/uploads"), Some(K::Uploads));
+        assert_eq!(EndpointKind::of("/v2/blobs/uploads"), None);
+        assert_eq!(EndpointKind::of("/v2/a%2Fb/tags/list"), Some(K::Tags));
+        assert_eq!(EndpointKind::of("/v2/%ff/tags/list"), None);
+        assert_eq!(EndpointKind::of("/etc/passwd"), None);
     }
 }

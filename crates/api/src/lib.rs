@@ -35,7 +35,7 @@ use berth_oci::ErrorCode;
 use berth_registry::Registry;
 
 pub use client::{ClientInfo, IpNet};
-pub use endpoint::{Endpoint, PathError};
+pub use endpoint::{Endpoint, EndpointKind, PathError};
 
 /// Response extension naming the authenticated caller (user or robot), for access logs and
 /// webhook events outside the API. Absent for anonymous requests.

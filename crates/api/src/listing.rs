@@ -25,7 +25,13 @@ pub async fn tags(reg: &Registry, repo: &RepoName, q: &Query) -> ApiResult {
         name: repo.as_str(),
         tags: &page.items,
     };
-    json_response(&body, "application/json", next, None)
+    let size = listing_size(&page.items) + repo.as_str().len();
+    json_response(&body, size, "application/json", next, None)
+}
+
+/// About the size of a listing body: the names, their quotes and commas, the braces and keys.
+fn listing_size(names: &[String]) -> usize {
+    names.iter().map(|n| n.len() + 3).sum::<usize>() + 32
 }
 
 /// Tag list body, serialised straight from the page (no intermediate `serde_json::Value`).
@@ -49,7 +55,13 @@ pub async fn catalog(reg: &Registry, q: &Query) -> ApiResult {
     let body = Catalog {
         repositories: &page.items,
     };
-    json_response(&body, "application/json", next, None)
+    json_response(
+        &body,
+        listing_size(&page.items),
+        "application/json",
+        next,
+        None,
+    )
 }
 
 /// `GET /v2/<name>/referrers/<digest>?artifactType=`: an OCI image index of referrers.
@@ -80,6 +92,7 @@ pub async fn referrers(reg: &Registry, repo: &RepoName, subject: &Digest, q: &Qu
         json!({ "schemaVersion": 2, "mediaType": media::OCI_INDEX, "manifests": page.items });
     json_response(
         &index,
+        1024,
         media::OCI_INDEX,
         next,
         artifact_type.map(|_| "artifactType"),
@@ -124,7 +137,7 @@ pub async fn catalog_filtered(
     let body = Catalog {
         repositories: &items,
     };
-    json_response(&body, "application/json", next, None)
+    json_response(&body, listing_size(&items), "application/json", next, None)
 }
 
 fn next_link(more: bool, last: Option<&String>, n: Option<usize>, path: &str) -> Option<String> {
@@ -134,13 +147,16 @@ fn next_link(more: bool, last: Option<&String>, n: Option<usize>, path: &str) ->
     Some(format!("<{path}?{n}last={enc}>; rel=\"next\""))
 }
 
+/// A JSON body with `Link` and filter headers; `size` presizes the buffer (no regrowth copies).
 fn json_response(
     v: &impl Serialize,
+    size: usize,
     content_type: &str,
     link: Option<String>,
     filters: Option<&str>,
 ) -> ApiResult {
-    let body = serde_json::to_vec(v).map_err(|e| {
+    let mut body = Vec::with_capacity(size);
+    serde_json::to_writer(&mut body, v).map_err(|e| {
         tracing::error!(error = %e, "serialising a listing failed");
         ApiError::msg(ErrorCode::Unknown, "serialising the listing failed")
     })?;

@@ -1,12 +1,14 @@
 //! The per-request wrapper around the API: request id, access log line, metrics and webhook
 //! events, all derived from what crossed the wire (the API and the registry stay unaware).
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
@@ -15,6 +17,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 use bytes::Bytes;
 use http_body::{Body as HttpBody, Frame, SizeHint};
+use metrics::{Counter, Histogram};
 
 use crate::events::{self, Facts};
 
@@ -31,27 +34,44 @@ pub struct Observe {
     pub prefix: String,
 }
 
-/// The middleware.
+/// What only the access log and webhook events read; copied only when one of them is on.
+struct Detail {
+    method: Method,
+    path: String,
+    api_path: String,
+    query: Option<String>,
+    remote: String,
+    req_headers: Option<HeaderMap>,
+}
+
+impl Detail {
+    fn of(req: &Request, o: &Observe) -> Detail {
+        let path = req.uri().path();
+        Detail {
+            method: req.method().clone(),
+            path: path.to_owned(),
+            api_path: api_path(&o.prefix, path).to_owned(),
+            query: req.uri().query().map(str::to_owned),
+            remote: req
+                .extensions()
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0.to_string())
+                .unwrap_or_default(),
+            req_headers: o.events.as_ref().map(|_| req.headers().clone()),
+        }
+    }
+}
+
+/// The middleware. On the hot path (access log and events off) it allocates only the request id
+/// and the two byte-counting body wrappers: every request pays for it.
 pub async fn observe(State(o): State<Arc<Observe>>, mut req: Request, next: Next) -> Response {
     let start = Instant::now();
     let id = request_id(req.headers());
-    let id_value = HeaderValue::from_str(&id).unwrap_or(HeaderValue::from_static("-"));
-    req.headers_mut().insert(REQUEST_ID, id_value.clone());
-    let method = req.method().clone();
-    let path = req.uri().path().to_owned();
-    let query = req.uri().query().map(str::to_owned);
-    let api_path = path
-        .strip_prefix(o.prefix.as_str())
-        .unwrap_or(&path)
-        .to_owned();
-    let endpoint = endpoint_label(&api_path);
-    let remote = req
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.to_string())
-        .unwrap_or_default();
-    let req_headers = o.events.as_ref().map(|_| req.headers().clone());
-    let received = Arc::new(AtomicU64::new(0));
+    req.headers_mut().insert(REQUEST_ID, id.clone());
+    let endpoint = endpoint_label(api_path(&o.prefix, req.uri().path()));
+    let method = method_label(req.method());
+    let detail = (o.access_log || o.events.is_some()).then(|| Detail::of(&req, &o));
+    let received = o.events.as_ref().map(|_| Arc::new(AtomicU64::new(0)));
     let req = req.map(|b| {
         Body::new(Counted::new(
             b,
@@ -62,58 +82,94 @@ pub async fn observe(State(o): State<Arc<Observe>>, mut req: Request, next: Next
     });
     let resp = next.run(req).await;
     let (mut parts, body) = resp.into_parts();
-    parts.headers.insert(REQUEST_ID, id_value);
+    parts.headers.insert(REQUEST_ID, id.clone());
     let status = parts.status.as_u16();
-    let elapsed = start.elapsed();
-    let m = method_label(&method);
-    metrics::counter!("berth_http_requests_total", "endpoint" => endpoint, "method" => m, "status" => status.to_string())
-        .increment(1);
-    metrics::histogram!("berth_http_request_duration_seconds", "endpoint" => endpoint, "method" => m)
-        .record(elapsed);
-    let user = parts
-        .extensions
-        .get::<berth_api::AuthenticatedUser>()
-        .map(|u| u.0.clone())
-        .unwrap_or_default();
-    if o.access_log && endpoint != "health" {
-        let bytes = header_str(&parts.headers, header::CONTENT_LENGTH).unwrap_or("-");
-        tracing::info!(
-            target: "berth::access",
-            request_id = %id,
-            remote = %remote,
-            user = %if user.is_empty() { "-" } else { &user },
-            method = %method,
-            path = %path,
-            status,
-            bytes,
-            duration_ms = (elapsed.as_secs_f64() * 1000.0 * 10.0).round() / 10.0,
-            "{method} {path} {status}"
-        );
+    record_request(endpoint, method, status, start.elapsed());
+    if let Some(d) = detail {
+        let id = id.to_str().unwrap_or("-");
+        let user = parts
+            .extensions
+            .get::<berth_api::AuthenticatedUser>()
+            .map_or("", |u| u.0.as_str());
+        if o.access_log && endpoint != "health" {
+            access_line(&d, id, user, status, &parts.headers, start.elapsed());
+        }
+        if let (Some(ev), Some(req_headers)) = (&o.events, &d.req_headers) {
+            ev.publish(&Facts {
+                request_id: id,
+                remote: &d.remote,
+                user,
+                method: &d.method,
+                path: &d.api_path,
+                query: d.query.as_deref(),
+                req_headers,
+                status,
+                resp_headers: &parts.headers,
+                received: received.map_or(0, |r| r.load(Ordering::Relaxed)),
+            });
+        }
     }
-    if let (Some(ev), Some(req_headers)) = (&o.events, req_headers) {
-        ev.publish(&Facts {
-            request_id: &id,
-            remote: &remote,
-            user: &user,
-            method: &method,
-            path: &api_path,
-            query: query.as_deref(),
-            req_headers: &req_headers,
-            status,
-            resp_headers: &parts.headers,
-            received: received.load(Ordering::Relaxed),
-        });
-    }
-    let counter = Arc::new(AtomicU64::new(0));
     Response::from_parts(
         parts,
         Body::new(Counted::new(
             body,
-            counter,
+            None,
             endpoint,
             "berth_http_response_bytes_total",
         )),
     )
+}
+
+fn access_line(d: &Detail, id: &str, user: &str, status: u16, h: &HeaderMap, took: Duration) {
+    let bytes = header_str(h, header::CONTENT_LENGTH).unwrap_or("-");
+    let (method, path) = (&d.method, &d.path);
+    tracing::info!(
+        target: "berth::access",
+        request_id = %id,
+        remote = %d.remote,
+        user = %if user.is_empty() { "-" } else { user },
+        method = %method,
+        path = %path,
+        status,
+        bytes,
+        duration_ms = (took.as_secs_f64() * 1000.0 * 10.0).round() / 10.0,
+        "{method} {path} {status}"
+    );
+}
+
+/// The path with `http.prefix` stripped.
+fn api_path<'a>(prefix: &str, path: &'a str) -> &'a str {
+    path.strip_prefix(prefix).unwrap_or(path)
+}
+
+/// Counts and times one request. The handles are cached per thread: `counter!` with labels
+/// builds, hashes and looks up its key in the recorder on every call (allocating the labels).
+/// The key space is small and bounded (endpoint × method × status).
+fn record_request(endpoint: &'static str, method: &'static str, status: u16, took: Duration) {
+    type Handles = HashMap<(&'static str, &'static str, u16), (Counter, Histogram)>;
+    thread_local!(static HANDLES: RefCell<Handles> = RefCell::new(HashMap::new()));
+    HANDLES.with_borrow_mut(|h| {
+        let (count, time) = h.entry((endpoint, method, status)).or_insert_with(|| {
+            let (e, m) = ("endpoint", "method");
+            (
+                metrics::counter!("berth_http_requests_total", e => endpoint, m => method, "status" => status.to_string()),
+                metrics::histogram!("berth_http_request_duration_seconds", e => endpoint, m => method),
+            )
+        });
+        count.increment(1);
+        time.record(took);
+    });
+}
+
+/// The byte counter of `metric` for `endpoint`, cached per thread like [`record_request`].
+fn bytes_counter(metric: &'static str, endpoint: &'static str) -> Counter {
+    type Handles = HashMap<(&'static str, &'static str), Counter>;
+    thread_local!(static HANDLES: RefCell<Handles> = RefCell::new(HashMap::new()));
+    HANDLES.with_borrow_mut(|h| {
+        h.entry((metric, endpoint))
+            .or_insert_with(|| metrics::counter!(metric, "endpoint" => endpoint))
+            .clone()
+    })
 }
 
 fn header_str(h: &HeaderMap, name: header::HeaderName) -> Option<&str> {
@@ -123,40 +179,39 @@ fn header_str(h: &HeaderMap, name: header::HeaderName) -> Option<&str> {
 /// The client's `X-Request-Id` when it is sane (nginx sets one), else a fresh UUID v4 from the
 /// thread's CSPRNG (`rand::random`); `Uuid::new_v4` would make a `getrandom` system call for every
 /// request.
-fn request_id(h: &HeaderMap) -> String {
-    let given = h.get(REQUEST_ID).and_then(|v| v.to_str().ok()).filter(|s| {
-        (1..=128).contains(&s.len())
-            && s.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+fn request_id(h: &HeaderMap) -> HeaderValue {
+    let given = h.get(REQUEST_ID).filter(|v| {
+        (1..=128).contains(&v.len())
+            && v.as_bytes()
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(b))
     });
-    given.map_or_else(
-        || {
-            uuid::Builder::from_random_bytes(rand::random())
-                .into_uuid()
-                .to_string()
-        },
-        str::to_owned,
-    )
+    given.cloned().unwrap_or_else(|| {
+        let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
+        let id = uuid::Builder::from_random_bytes(rand::random()).into_uuid();
+        HeaderValue::from_str(id.hyphenated().encode_lower(&mut buf))
+            .unwrap_or(HeaderValue::from_static("-"))
+    })
 }
 
 /// A low-cardinality label for the path.
 fn endpoint_label(path: &str) -> &'static str {
-    use berth_api::Endpoint as E;
+    use berth_api::EndpointKind as K;
     match path {
         "/healthz" | "/readyz" | "/debug/health" => return "health",
         "/metrics" => return "metrics",
         _ => {}
     }
-    match berth_api::Endpoint::parse(path) {
-        Ok(E::Base) => "base",
-        Ok(E::Catalog) => "catalog",
-        Ok(E::Tags(_)) => "tags",
-        Ok(E::Manifest(..)) => "manifest",
-        Ok(E::Blob(..)) => "blob",
-        Ok(E::Uploads(_)) => "blob_upload",
-        Ok(E::Upload(..)) => "blob_upload_chunk",
-        Ok(E::Referrers(..)) => "referrers",
-        Err(_) => "other",
+    match K::of(path) {
+        Some(K::Base) => "base",
+        Some(K::Catalog) => "catalog",
+        Some(K::Tags) => "tags",
+        Some(K::Manifest) => "manifest",
+        Some(K::Blob) => "blob",
+        Some(K::Uploads) => "blob_upload",
+        Some(K::Upload) => "blob_upload_chunk",
+        Some(K::Referrers) => "referrers",
+        None => "other",
     }
 }
 
@@ -176,7 +231,7 @@ fn method_label(m: &Method) -> &'static str {
 struct Counted {
     inner: Body,
     seen: u64,
-    total: Arc<AtomicU64>,
+    total: Option<Arc<AtomicU64>>,
     endpoint: &'static str,
     metric: &'static str,
 }
@@ -184,7 +239,7 @@ struct Counted {
 impl Counted {
     fn new(
         inner: Body,
-        total: Arc<AtomicU64>,
+        total: Option<Arc<AtomicU64>>,
         endpoint: &'static str,
         metric: &'static str,
     ) -> Self {
@@ -211,7 +266,9 @@ impl HttpBody for Counted {
             if let Some(data) = frame.data_ref() {
                 let n = data.len() as u64;
                 self.seen += n;
-                self.total.fetch_add(n, Ordering::Relaxed);
+                if let Some(total) = &self.total {
+                    total.fetch_add(n, Ordering::Relaxed);
+                }
             }
         }
         polled
@@ -229,7 +286,7 @@ impl HttpBody for Counted {
 impl Drop for Counted {
     fn drop(&mut self) {
         if self.seen > 0 {
-            metrics::counter!(self.metric, "endpoint" => self.endpoint).increment(self.seen);
+            bytes_counter(self.metric, self.endpoint).increment(self.seen);
         }
     }
 }
@@ -246,6 +303,8 @@ mod tests {
         h.insert(REQUEST_ID, HeaderValue::from_static("bad id with spaces"));
         assert_eq!(request_id(&h).len(), 36);
         assert_eq!(request_id(&HeaderMap::new()).len(), 36);
+        h.insert(REQUEST_ID, HeaderValue::from_str(&"x".repeat(129)).unwrap());
+        assert_eq!(request_id(&h).len(), 36);
     }
 
     #[test]
@@ -253,7 +312,7 @@ mod tests {
         let a = request_id(&HeaderMap::new());
         let b = request_id(&HeaderMap::new());
         assert_ne!(a, b);
-        let parsed = uuid::Uuid::parse_str(&a).expect("a UUID");
+        let parsed = uuid::Uuid::parse_str(a.to_str().unwrap()).expect("a UUID");
         assert_eq!(parsed.get_version(), Some(uuid::Version::Random));
         assert_eq!(parsed.get_variant(), uuid::Variant::RFC4122);
     }

@@ -4,8 +4,14 @@
 //! Fields: `event`, `who`, `repository`, `reference` (tag or digest), `client`, `user_agent`,
 //! `result` (`ok` or `denied`/`failed` with the HTTP status). Route the target to its own sink
 //! with `BERTH_LOG=berth::audit=info` style filters.
+//!
+//! Text the client chose (a claimed user name, `from`, a query digest, the `User-Agent`) is
+//! logged as sent when it is short printable ASCII, else [`quoted`] (escaped and cut).
+
+use std::borrow::Cow;
 
 use axum::http::{Method, StatusCode};
+use berth_oci::quoted;
 
 use crate::client::ClientInfo;
 use crate::endpoint::Endpoint;
@@ -55,19 +61,20 @@ pub fn request(
     let reference = match ep {
         Endpoint::Manifest(_, r) => r.to_string(),
         Endpoint::Blob(_, d) => d.to_string(),
-        _ => ev.reference.to_string(),
+        _ => client_text(ev.reference).into_owned(),
     };
     let result = outcome(status);
-    let from = q.get("from").unwrap_or("");
+    let from = client_text(q.get("from").unwrap_or(""));
+    let who = client_text(who);
     tracing::info!(
         target: "berth::audit",
         event = ev.kind,
-        who,
+        who = &*who,
         repository = %ev.repository,
         reference = %reference,
-        from,
+        from = &*from,
         client = %c.addr,
-        user_agent = %c.user_agent,
+        user_agent = %client_text(&c.user_agent),
         result,
         status = status.as_u16(),
         "{} {who} {} {reference} {result}", ev.kind, ev.repository
@@ -77,17 +84,30 @@ pub fn request(
 /// Logs a login attempt (`how`: `basic` on /v2, `token` at the token endpoint).
 pub fn login(who: &str, how: &str, ok: bool, reason: &str, c: &ClientInfo) {
     let result = if ok { "ok" } else { "failed" };
+    let who = client_text(who);
     tracing::info!(
         target: "berth::audit",
         event = "login",
-        who,
+        who = &*who,
         method = how,
         result,
-        reason,
+        reason = &*client_text(reason),
         client = %c.addr,
-        user_agent = %c.user_agent,
+        user_agent = %client_text(&c.user_agent),
         "login {who} via {how} {result}"
     );
+}
+
+/// The longest client text logged as sent.
+const PLAIN_LIMIT: usize = 256;
+
+/// `s` as sent when it is at most [`PLAIN_LIMIT`] bytes of printable ASCII; else [`quoted`].
+fn client_text(s: &str) -> Cow<'_, str> {
+    if s.len() <= PLAIN_LIMIT && s.bytes().all(|b| (b' '..=b'~').contains(&b)) {
+        Cow::Borrowed(s)
+    } else {
+        Cow::Owned(quoted(s))
+    }
 }
 
 fn outcome(s: StatusCode) -> &'static str {
@@ -96,5 +116,20 @@ fn outcome(s: StatusCode) -> &'static str {
         401 | 403 => "denied",
         429 => "limited",
         _ => "failed",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_text_is_kept_when_plain_and_quoted_otherwise() {
+        assert_eq!(client_text("alice"), "alice");
+        let ua = "docker/24.0.5 go/go1.20.6 UpstreamClient(Docker-Client/24.0.5 \\(linux\\))";
+        assert_eq!(client_text(ua), ua);
+        assert_eq!(client_text("a\nfake=entry"), r#""a\u{a}fake=entry""#);
+        let long = client_text(&"u".repeat(10_000)).into_owned();
+        assert!(long.len() < 80 && long.ends_with("…\""), "{long}");
     }
 }

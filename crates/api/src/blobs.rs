@@ -6,7 +6,7 @@ use berth_oci::{Digest, ErrorCode, RepoName};
 use berth_registry::{Registry, RegistryError};
 
 use crate::error::{ApiError, ApiResult};
-use crate::util::{empty, finish, parse_range};
+use crate::util::{empty, finish, parse_range, BadRange};
 use crate::DIGEST_HEADER;
 
 /// `HEAD`: size and digest, no body.
@@ -28,7 +28,10 @@ pub async fn get(
     digest: &Digest,
     headers: &HeaderMap,
 ) -> ApiResult {
-    let range = parse_range(headers)?;
+    let range = match parse_range(headers) {
+        Ok(range) => range,
+        Err(BadRange) => return Err(bad_range(reg.stat_blob(repo, digest).await?)),
+    };
     if let Some(url) = reg.blob_redirect(repo, digest).await? {
         let b = empty(StatusCode::TEMPORARY_REDIRECT)
             .header(header::LOCATION, url)
@@ -40,7 +43,7 @@ pub async fn get(
         .await
         .map_err(|e| match e {
             RegistryError::RangeInvalid { size } => {
-                ApiError::from(e).header(header::CONTENT_RANGE, &format!("bytes */{size}"))
+                ApiError::from(e).header(header::CONTENT_RANGE, &unsatisfied(size))
             }
             other => other.into(),
         })?;
@@ -60,6 +63,20 @@ pub async fn get(
         );
     }
     finish(b, Body::from_stream(blob.stream))
+}
+
+/// 416 for a `Range` header that is not one well-formed byte range, with the blob's size.
+fn bad_range(size: u64) -> ApiError {
+    ApiError::msg(
+        ErrorCode::RangeInvalid,
+        "Range must be a single bytes=first-last, first- or -suffix range",
+    )
+    .header(header::CONTENT_RANGE, &unsatisfied(size))
+}
+
+/// `Content-Range` value of a 416 answer for an object of `size` bytes.
+fn unsatisfied(size: u64) -> String {
+    format!("bytes */{size}")
 }
 
 /// `DELETE`: unlinks the blob from the repository (202).

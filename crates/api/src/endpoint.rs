@@ -6,7 +6,7 @@
 //! then validated. Decoding first means `%2e%2e` and `%2F` tricks meet the same validation as plain
 //! `..` and `/`.
 
-use berth_oci::{Digest, NameError, Reference, RepoName, UploadId};
+use berth_oci::{quoted, Digest, NameError, Reference, RepoName, UploadId};
 use percent_encoding::percent_decode_str;
 
 /// What a `/v2/…` path addresses.
@@ -178,7 +178,7 @@ fn repo(segs: &[&str]) -> Result<RepoName, PathError> {
 }
 
 fn digest(s: &str) -> Result<Digest, PathError> {
-    Digest::parse(s).map_err(|e| PathError::Digest(format!("{e}: {s:?}")))
+    Digest::parse(s).map_err(|e| PathError::Digest(format!("{e}: {}", quoted(s))))
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 
 use axum::body::Body;
 use axum::http::{header, HeaderMap, StatusCode};
-use berth_oci::{Digest, ErrorCode, RepoName, UploadId};
+use berth_oci::{quoted, Digest, ErrorCode, RepoName, UploadId};
 use berth_registry::{Mount, Registry, RegistryError, UploadProgress};
 
 use crate::error::{ApiError, ApiResult};
@@ -131,7 +131,8 @@ fn chunk_start(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
 }
 
 fn parse_digest(s: &str) -> Result<Digest, ApiError> {
-    Digest::parse(s).map_err(|e| ApiError::msg(ErrorCode::DigestInvalid, format!("{e}: {s:?}")))
+    Digest::parse(s)
+        .map_err(|e| ApiError::msg(ErrorCode::DigestInvalid, format!("{e}: {}", quoted(s))))
 }
 
 /// Out-of-order chunks answer 416 with the upload's current `Range`.

@@ -4,7 +4,7 @@ use std::io;
 
 use axum::body::Body;
 use axum::http::{header, HeaderMap, Response, StatusCode};
-use berth_oci::ErrorCode;
+use berth_oci::{quoted, ErrorCode};
 use berth_registry::{ByteStream, RangeSpec};
 use futures::TryStreamExt;
 
@@ -52,7 +52,7 @@ impl Query {
                 n.parse::<usize>().map_err(|_| {
                     ApiError::msg(
                         ErrorCode::PaginationNumberInvalid,
-                        format!("n must be a non-negative integer, got {n:?}"),
+                        format!("n must be a non-negative integer, got {}", quoted(n)),
                     )
                 })
             })
@@ -103,33 +103,44 @@ pub fn content_length(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
     }
 }
 
+/// A `Range: bytes=…` header that cannot be served as one range: malformed, several ranges, or a
+/// first byte position too large for `u64`. Answered with 416 and `Content-Range: bytes */size`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BadRange;
+
 /// Parses a `Range: bytes=…` header. `Ok(None)`: no range (or another unit, which RFC 9110 says to
-/// ignore). Malformed byte ranges and multi-range requests are refused with 416.
-pub fn parse_range(headers: &HeaderMap) -> Result<Option<RangeSpec>, ApiError> {
+/// ignore). A last byte position past `u64` means "to the end" (RFC 9110 §14.1.2), as one past
+/// the object does; malformed byte ranges and multi-range requests are [`BadRange`].
+pub fn parse_range(headers: &HeaderMap) -> Result<Option<RangeSpec>, BadRange> {
     let Some(raw) = headers.get(header::RANGE) else {
         return Ok(None);
     };
-    let bad = || {
-        ApiError::msg(
-            ErrorCode::RangeInvalid,
-            "Range must be a single bytes=first-last, first- or -suffix range",
-        )
-    };
-    let raw = raw.to_str().map_err(|_| bad())?.trim();
+    let raw = raw.to_str().map_err(|_| BadRange)?.trim();
     let Some(spec) = raw.strip_prefix("bytes=") else {
         return Ok(None);
     };
     if spec.contains(',') {
-        return Err(bad());
+        return Err(BadRange);
     }
-    let (a, b) = spec.trim().split_once('-').ok_or_else(bad)?;
-    let num = |s: &str| s.trim().parse::<u64>().map_err(|_| bad());
-    match (a.trim().is_empty(), b.trim().is_empty()) {
-        (true, false) => Ok(Some(RangeSpec::Suffix(num(b)?))),
-        (false, true) => Ok(Some(RangeSpec::From(num(a)?, None))),
-        (false, false) => Ok(Some(RangeSpec::From(num(a)?, Some(num(b)?)))),
-        (true, true) => Err(bad()),
+    let (a, b) = spec.trim().split_once('-').ok_or(BadRange)?;
+    let (a, b) = (a.trim(), b.trim());
+    match (a.is_empty(), b.is_empty()) {
+        (true, false) => Ok(Some(RangeSpec::Suffix(range_pos(b)?.ok_or(BadRange)?))),
+        (false, true) => Ok(Some(RangeSpec::From(range_pos(a)?.ok_or(BadRange)?, None))),
+        (false, false) => {
+            let first = range_pos(a)?.ok_or(BadRange)?;
+            Ok(Some(RangeSpec::From(first, range_pos(b)?)))
+        }
+        (true, true) => Err(BadRange),
     }
+}
+
+/// A byte position: ASCII digits only; `Ok(None)` when it does not fit in `u64`.
+fn range_pos(s: &str) -> Result<Option<u64>, BadRange> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(BadRange);
+    }
+    Ok(s.parse::<u64>().ok())
 }
 
 /// Parses an upload `Content-Range` (`first-last`, also `bytes first-last/total` and
@@ -194,8 +205,27 @@ mod tests {
             parse_range(&with(header::RANGE, "items=0-1")).unwrap(),
             None
         );
-        for bad in ["bytes=", "bytes=-", "bytes=a-b", "bytes=0-1,3-4", "bytes=1"] {
-            assert!(parse_range(&with(header::RANGE, bad)).is_err(), "{bad}");
+        assert_eq!(
+            parse_range(&with(header::RANGE, "bytes=0-99999999999999999999999")).unwrap(),
+            Some(RangeSpec::From(0, None))
+        );
+        for bad in [
+            "bytes=",
+            "bytes=-",
+            "bytes=a-b",
+            "bytes=abc",
+            "bytes=0-1,3-4",
+            "bytes=1",
+            "bytes=+1-2",
+            "bytes=99999999999999999999999-",
+            "bytes=99999999999999999999999-99999999999999999999999",
+            "bytes=-99999999999999999999999",
+        ] {
+            assert_eq!(
+                parse_range(&with(header::RANGE, bad)),
+                Err(BadRange),
+                "{bad}"
+            );
         }
     }
 

@@ -55,6 +55,7 @@ fn claims(sub: &str, repo: &str, actions: &[&str], exp: u64) -> Claims {
             name: repo.into(),
             actions: actions.iter().map(|s| s.to_string()).collect(),
         }],
+        cred: String::new(),
     }
 }
 
@@ -196,6 +197,10 @@ async fn the_token_endpoint_refuses_bad_logins_and_bad_scopes() {
             &[],
             "grant_type=refresh_token&refresh_token=x",
         )
+        .await;
+    r.assert_error(401, "UNAUTHORIZED");
+    let r = reg
+        .req("POST", "/auth/token", &[], "grant_type=client_credentials")
         .await;
     r.assert_error(400, "UNSUPPORTED");
     reg.req("PUT", "/auth/token", &[], Body::empty())
@@ -420,4 +425,50 @@ async fn external_token_server_with_a_certificate_bundle() {
     assert!(challenge(&r).contains("invalid_token"));
     // no local token endpoint in this mode
     reg.get_as("", "/auth/token").await.assert_status(404);
+}
+
+#[tokio::test]
+async fn tokens_do_not_mint_tokens_but_refresh_tokens_do() {
+    let (reg, _, _) = token_registry(100);
+    reg.seed().await;
+    let narrow = token(&reg, &login("alice"), &["repository:team-a/app:pull"]).await;
+    let r = reg
+        .get_as(
+            &bearer(&narrow),
+            "/auth/token?scope=repository:team-a/app:push&scope=registry:catalog:*",
+        )
+        .await;
+    r.assert_error(401, "UNAUTHORIZED");
+    let v = r.json();
+    assert!(v.get("token").is_none());
+    let form = "grant_type=password&username=alice&password=alice-pw&access_type=offline&scope=";
+    let r = reg.as_("", "POST", "/auth/token", form.to_string()).await;
+    r.assert_status(200);
+    let refresh = r.json()["refresh_token"].as_str().unwrap().to_string();
+    reg.get_as(&bearer(&refresh), "/v2/")
+        .await
+        .assert_error(401, "UNAUTHORIZED");
+    let form = format!(
+        "grant_type=refresh_token&refresh_token={refresh}&scope=repository:team-a/app:pull,push"
+    );
+    let r = reg.as_("", "POST", "/auth/token", form).await;
+    r.assert_status(200);
+    assert!(r.json().get("refresh_token").is_none());
+    let t = r.json()["access_token"].as_str().unwrap().to_string();
+    reg.push_image_as(&bearer(&t), "team-a/app", "v9", b"refreshed")
+        .await
+        .assert_status(201);
+    for bad in [
+        "grant_type=refresh_token",
+        "grant_type=refresh_token&refresh_token=junk",
+        "grant_type=client_credentials",
+    ] {
+        let r = reg.as_("", "POST", "/auth/token", bad.to_string()).await;
+        assert!(
+            matches!(r.status.as_u16(), 400 | 401),
+            "{bad}: {}",
+            r.status
+        );
+        assert!(r.json()["errors"][0]["code"].is_string(), "{bad}");
+    }
 }

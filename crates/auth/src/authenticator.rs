@@ -11,11 +11,15 @@ use crate::options::AuthOptions;
 use crate::password::{Checked, PasswordVerifier};
 use crate::policy::Policy;
 use crate::principal::{Identity, Principal};
-use crate::ratelimit::{FailureLimiter, LimitConfig};
+use crate::ratelimit::{FailureLimiter, KnownClients, LimitConfig, Reservation, KNOWN_CLIENT_TTL};
 use crate::reload::{LoadError, Watched};
 use crate::robots::{RobotCheck, Robots};
 use crate::scope::{Actions, Scope};
 use crate::token::{SigningKey, TokenAccess, TokenError, TokenIssuer, TokenVerifier, TrustBundle};
+
+mod session;
+
+pub use session::Minted;
 
 /// Credentials as sent by the client.
 #[derive(Clone, PartialEq, Eq)]
@@ -150,6 +154,7 @@ pub struct Authenticator {
     passwords: PasswordVerifier,
     limits: LimitConfig,
     failures: FailureLimiter,
+    known: KnownClients,
 }
 
 impl Authenticator {
@@ -192,6 +197,7 @@ impl Authenticator {
             ),
             limits: opts.limits,
             failures: FailureLimiter::new(opts.limits.window, opts.limits.capacity),
+            known: KnownClients::new(KNOWN_CLIENT_TTL, opts.limits.capacity),
         })
     }
 
@@ -227,6 +233,10 @@ impl Authenticator {
             .as_ref()
             .ok_or(AuthFailure::NotAccepted("bearer tokens are not enabled"))?;
         let access = v.verify(token).map_err(AuthFailure::InvalidToken)?;
+        if self.own_tokens && !access.subject.is_empty() {
+            self.still_bound(&access.subject, &access.credential)
+                .map_err(AuthFailure::InvalidToken)?;
+        }
         let principal = if self.own_tokens {
             self.principal_for_login(&access.subject)
         } else if access.subject.is_empty() {
@@ -241,34 +251,56 @@ impl Authenticator {
         })
     }
 
+    /// A password or robot-secret login. Each check that does real work first reserves a slot
+    /// on the per-address limit and, unless this address logged in as this user recently, on
+    /// the user's global limit: a burst of concurrent guesses gets at most the limit's worth of
+    /// checks, and guesses from elsewhere cannot lock a user out of where they work from.
     async fn basic(&self, user: &str, password: &str, client: &str) -> Result<Caller, AuthFailure> {
         let (client_key, user_key) = (format!("client:{client}"), format!("user:{user}"));
-        let blocked = self
-            .failures
-            .blocked(&client_key, self.limits.per_client)
-            .or_else(|| self.failures.blocked(&user_key, self.limits.per_user));
-        if let Some(retry) = blocked {
-            return Err(AuthFailure::RateLimited(retry));
+        let mut keys = vec![(client_key.as_str(), self.limits.per_client)];
+        if !self.known.knows(user, client) {
+            keys.push((user_key.as_str(), self.limits.per_user));
         }
-        let result = match Identity::from_login(user) {
-            Identity::Robot(name) => self.robot_login(&name, password),
-            _ => self.user_login(user, password).await,
+        let admit = || {
+            self.failures
+                .reserve(&keys)
+                .map_err(AuthFailure::RateLimited)
         };
-        if result.is_err() {
-            self.failures.fail(&client_key);
-            self.failures.fail(&user_key);
+        let result = match Identity::from_login(user) {
+            Identity::Robot(name) => {
+                let slot = admit()?;
+                let r = self.robot_login(&name, password);
+                slot.finish(r.is_err());
+                r
+            }
+            _ => self.user_login(user, password, admit).await,
+        };
+        if result.as_ref().is_ok_and(|c| c.fresh_login) {
+            self.known.note(user, client);
         }
         result
     }
 
-    async fn user_login(&self, user: &str, password: &str) -> Result<Caller, AuthFailure> {
+    async fn user_login<'a>(
+        &'a self,
+        user: &str,
+        password: &str,
+        admit: impl FnOnce() -> Result<Reservation<'a>, AuthFailure>,
+    ) -> Result<Caller, AuthFailure> {
         let Some(file) = &self.htpasswd else {
+            admit()?.finish(true);
             return Err(AuthFailure::NotAccepted("no htpasswd file is configured"));
         };
         let users = file.get();
         let hash = users.hash(user);
         let known = hash.is_some();
-        let checked = self.passwords.check(user, password, hash).await;
+        let (checked, slot) = self
+            .passwords
+            .check_admitted(user, password, hash, admit)
+            .await?;
+        if let Some(slot) = slot {
+            slot.finish(!checked.ok());
+        }
         if !checked.ok() {
             return Err(AuthFailure::BadCredentials(if known {
                 "wrong password"
@@ -408,7 +440,8 @@ type TokenParts = (Option<TokenIssuer>, Option<TokenVerifier>, Challenge);
 fn tokens(opts: &AuthOptions) -> Result<TokenParts, AuthError> {
     if let Some(i) = &opts.issuer {
         let key = SigningKey::load_or_generate(&i.key)?;
-        let issuer = TokenIssuer::new(key, &i.issuer, &i.service, i.lifetime);
+        let issuer = TokenIssuer::new(key, &i.issuer, &i.service, i.lifetime)
+            .with_session_lifetime(i.session_lifetime);
         let verifier = TokenVerifier::own(&issuer);
         let realm = i
             .realm
@@ -448,5 +481,7 @@ fn tokens(opts: &AuthOptions) -> Result<TokenParts, AuthError> {
 /// Shared handle.
 pub type SharedAuthenticator = Arc<Authenticator>;
 
+#[cfg(test)]
+mod session_tests;
 #[cfg(test)]
 mod tests;

@@ -13,6 +13,10 @@ use crate::principal::ROBOT_PREFIX;
 /// Default bcrypt cost for new entries (what `htpasswd -B` uses).
 pub const DEFAULT_COST: u32 = 10;
 
+/// The longest password bcrypt reads, in UTF-8 bytes: it ignores every byte past the 72nd, so a
+/// longer password would be accepted by anything sharing its first 72 bytes.
+pub const MAX_PASSWORD_BYTES: usize = 72;
+
 /// A parsed htpasswd file: users in file order, with their bcrypt hashes.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Htpasswd {
@@ -60,6 +64,25 @@ pub enum HtpasswdError {
     /// Hashing failed (bad cost).
     #[error("cannot hash password: {0}")]
     Hash(String),
+    /// An empty password.
+    #[error("the password is empty")]
+    EmptyPassword,
+    /// A password longer than bcrypt reads ([`MAX_PASSWORD_BYTES`]).
+    #[error("passwords are limited to {MAX_PASSWORD_BYTES} bytes (bcrypt); this one has {len}")]
+    PasswordTooLong {
+        /// Its length in UTF-8 bytes.
+        len: usize,
+    },
+}
+
+/// Refuses a password bcrypt cannot hash faithfully: empty, or over [`MAX_PASSWORD_BYTES`]
+/// UTF-8 bytes (bcrypt would silently ignore the rest).
+pub fn check_password(password: &str) -> Result<(), HtpasswdError> {
+    match password.len() {
+        0 => Err(HtpasswdError::EmptyPassword),
+        len if len > MAX_PASSWORD_BYTES => Err(HtpasswdError::PasswordTooLong { len }),
+        _ => Ok(()),
+    }
 }
 
 impl Htpasswd {
@@ -112,7 +135,8 @@ impl Htpasswd {
         self.entries.is_empty()
     }
 
-    /// Adds `user` or replaces its password, hashing with bcrypt at `cost`.
+    /// Adds `user` or replaces its password, hashing with bcrypt at `cost`. The password must
+    /// pass [`check_password`].
     pub fn set_password(
         &mut self,
         user: &str,
@@ -120,6 +144,7 @@ impl Htpasswd {
         cost: u32,
     ) -> Result<(), HtpasswdError> {
         check_user(user, 0)?;
+        check_password(password)?;
         let hash = bcrypt::hash(password, cost).map_err(|e| HtpasswdError::Hash(e.to_string()))?;
         match self.index.get(user) {
             Some(&i) => self.entries[i].1 = hash,
@@ -281,5 +306,28 @@ mod tests {
         assert_eq!(reparsed, h);
         assert!(h.set_password("robot$x", "pw", 4).is_err());
         assert!(h.set_password("a:b", "pw", 4).is_err());
+    }
+
+    #[test]
+    fn passwords_are_limited_to_what_bcrypt_reads() {
+        assert_eq!(check_password(""), Err(HtpasswdError::EmptyPassword));
+        assert_eq!(check_password(&"a".repeat(MAX_PASSWORD_BYTES)), Ok(()));
+        let err = check_password(&"a".repeat(80)).unwrap_err();
+        assert_eq!(err, HtpasswdError::PasswordTooLong { len: 80 });
+        assert_eq!(
+            err.to_string(),
+            "passwords are limited to 72 bytes (bcrypt); this one has 80"
+        );
+        // bytes, not characters: 36 two-byte characters fit, 37 do not
+        assert_eq!(check_password(&"é".repeat(36)), Ok(()));
+        let long = "é".repeat(37);
+        assert_eq!(
+            check_password(&long),
+            Err(HtpasswdError::PasswordTooLong { len: 74 })
+        );
+        let mut h = Htpasswd::default();
+        assert!(h.set_password("alice", &long, 4).is_err());
+        assert!(h.set_password("alice", "", 4).is_err());
+        assert!(h.is_empty());
     }
 }

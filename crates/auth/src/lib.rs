@@ -40,7 +40,7 @@ mod scope;
 pub mod token;
 
 pub use authenticator::{
-    AuthError, AuthFailure, Authenticator, Caller, Challenge, Credentials, Decision, Realm,
+    AuthError, AuthFailure, Authenticator, Caller, Challenge, Credentials, Decision, Minted, Realm,
     SharedAuthenticator,
 };
 pub use options::{AuthOptions, ExternalTokenOptions, HtpasswdOptions, IssuerOptions};

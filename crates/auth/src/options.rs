@@ -42,6 +42,8 @@ pub struct IssuerOptions {
     pub service: String,
     /// Token lifetime.
     pub lifetime: Duration,
+    /// Longest session a login with `offline_token` starts (refresh tokens); zero: none.
+    pub session_lifetime: Duration,
     /// Fixed realm URL; when absent, `<scheme>://<host>/auth/token` of each request.
     pub realm: Option<String>,
 }

@@ -8,14 +8,18 @@
 //! * a success is remembered for a short TTL under the SHA-256 of (user, password, stored hash):
 //!   the cache holds no password, and changing the password (a new hash) misses it;
 //! * an unknown user still costs one bcrypt (against a fixed hash), so response time does not
-//!   tell which user names exist.
+//!   tell which user names exist;
+//! * concurrent checks of the same (user, password, hash) share one bcrypt run
+//!   ([`PasswordVerifier::check_admitted`]): a client that opens many connections at once with
+//!   the same credentials costs one check, and only the call that runs bcrypt asks the caller's
+//!   `admit` (the failed-login limiter) for a slot.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest as _, Sha256};
-use tokio::sync::Semaphore;
+use tokio::sync::{OnceCell, Semaphore};
 
 /// How long a verified password is remembered by default.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(60);
@@ -48,8 +52,12 @@ pub struct PasswordVerifier {
     ttl: Duration,
     capacity: usize,
     cache: Mutex<HashMap<[u8; 32], Instant>>,
+    flights: Mutex<HashMap<[u8; 32], Flight>>,
     permits: Arc<Semaphore>,
 }
+
+/// One bcrypt run that concurrent identical checks wait for.
+type Flight = Arc<OnceCell<bool>>;
 
 impl Default for PasswordVerifier {
     fn default() -> Self {
@@ -65,25 +73,75 @@ impl PasswordVerifier {
             ttl,
             capacity: capacity.max(1),
             cache: Mutex::new(HashMap::new()),
+            flights: Mutex::new(HashMap::new()),
             permits: Arc::new(Semaphore::new(cpus * 2)),
         }
     }
 
     /// Checks `password` for `user` whose stored hash is `hash` (`None`: unknown user).
     pub async fn check(&self, user: &str, password: &str, hash: Option<&str>) -> Checked {
-        let Some(hash) = hash else {
-            self.bcrypt(password, DUMMY_HASH).await;
-            return Checked::Rejected;
-        };
-        let key = cache_key(user, password, hash);
-        if self.cached(&key) {
-            return Checked::Cached;
+        match self
+            .check_admitted(user, password, hash, || Ok::<_, ()>(()))
+            .await
+        {
+            Ok((checked, _)) => checked,
+            Err(()) => Checked::Rejected,
         }
-        if self.bcrypt(password, hash).await {
+    }
+
+    /// [`PasswordVerifier::check`], asking `admit` before this call runs bcrypt itself. A
+    /// remembered success, or a result shared from an identical check already running, needs no
+    /// admission (the ticket is `None` then). When `admit` refuses, its error is returned and
+    /// nothing runs.
+    pub async fn check_admitted<T, E>(
+        &self,
+        user: &str,
+        password: &str,
+        hash: Option<&str>,
+        admit: impl FnOnce() -> Result<T, E>,
+    ) -> Result<(Checked, Option<T>), E> {
+        let known = hash.is_some();
+        let hash = hash.unwrap_or(DUMMY_HASH);
+        let key = cache_key(user, password, hash);
+        if known && self.cached(&key) {
+            return Ok((Checked::Cached, None));
+        }
+        let flight = self.join(key);
+        let mut ticket = None;
+        let ran = flight
+            .get_or_try_init(|| async {
+                ticket = Some(admit()?);
+                Ok(self.bcrypt(password, hash).await)
+            })
+            .await
+            .copied();
+        let ok = matches!(ran, Ok(true)) && known;
+        if ok && ticket.is_some() {
+            // Before leaving the flight: a check arriving next finds the cache, not bcrypt.
             self.remember(key);
-            Checked::Verified
-        } else {
-            Checked::Rejected
+        }
+        self.leave(key, flight);
+        ran?;
+        let checked = match (ok, ticket.is_some()) {
+            (false, _) => Checked::Rejected,
+            (true, true) => Checked::Verified,
+            (true, false) => Checked::Cached,
+        };
+        Ok((checked, ticket))
+    }
+
+    fn join(&self, key: [u8; 32]) -> Flight {
+        let mut flights = self.flights.lock().unwrap_or_else(PoisonError::into_inner);
+        Arc::clone(flights.entry(key).or_default())
+    }
+
+    /// Drops this caller's handle; the last one out removes the flight (under the lock, so no
+    /// handle is cloned in between).
+    fn leave(&self, key: [u8; 32], flight: Flight) {
+        let mut flights = self.flights.lock().unwrap_or_else(PoisonError::into_inner);
+        drop(flight);
+        if flights.get(&key).is_some_and(|f| Arc::strong_count(f) == 1) {
+            flights.remove(&key);
         }
     }
 
@@ -188,6 +246,52 @@ mod tests {
         }
         assert_eq!(v.cached_len(), 2);
         assert_eq!(v.check("d", "pw", Some(&h)).await, Checked::Cached);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_identical_checks_share_one_admission() {
+        let v = Arc::new(PasswordVerifier::default());
+        let h = Arc::new(hash("pw"));
+        let admitted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let barrier = Arc::new(tokio::sync::Barrier::new(20));
+        let mut tasks = Vec::new();
+        for _ in 0..20 {
+            let (v, h, a, b) = (v.clone(), h.clone(), admitted.clone(), barrier.clone());
+            tasks.push(tokio::spawn(async move {
+                b.wait().await;
+                let admit = || {
+                    a.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    Ok::<_, ()>(())
+                };
+                v.check_admitted("a", "pw", Some(&h), admit).await
+            }));
+        }
+        for t in tasks {
+            let (checked, _) = t.await.unwrap().unwrap();
+            assert!(checked.ok());
+        }
+        // Calls that arrive after the first run finished hit the cache; none runs twice.
+        assert_eq!(admitted.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert!(
+            v.flights.lock().unwrap().is_empty(),
+            "flights are cleaned up"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_refused_admission_runs_nothing() {
+        let v = PasswordVerifier::default();
+        let h = hash("pw");
+        let r = v
+            .check_admitted("a", "pw", Some(&h), || Err::<(), _>("limited"))
+            .await;
+        assert_eq!(r.unwrap_err(), "limited");
+        assert_eq!(v.cached_len(), 0);
+        let (checked, ticket) = v
+            .check_admitted("a", "wrong", None, || Ok::<_, ()>(7))
+            .await
+            .unwrap();
+        assert_eq!((checked, ticket), (Checked::Rejected, Some(7)));
     }
 
     #[test]

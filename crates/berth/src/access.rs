@@ -47,6 +47,7 @@ fn auth_options(a: &AuthSettings) -> AuthOptions {
             issuer: i.issuer.clone(),
             service: i.service.clone(),
             lifetime: i.lifetime,
+            session_lifetime: i.session_lifetime,
             realm: i.realm.clone(),
         }),
         policy: a.policy.clone(),

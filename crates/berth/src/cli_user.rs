@@ -4,7 +4,7 @@
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
-use berth_auth::htpasswd::{Htpasswd, DEFAULT_COST};
+use berth_auth::htpasswd::{check_password, Htpasswd, DEFAULT_COST};
 use clap::Subcommand;
 
 use crate::cli_files::{locked, read_or_empty, CliError};
@@ -19,7 +19,7 @@ pub enum UserCommand {
         file: PathBuf,
         /// User name.
         name: String,
-        /// Password; read from standard input when absent.
+        /// Password (1 to 72 bytes, bcrypt's limit); read from standard input when absent.
         #[arg(short, long)]
         password: Option<String>,
         /// bcrypt cost (4-31).
@@ -55,9 +55,7 @@ pub fn run(cmd: UserCommand) -> Result<(), CliError> {
                 Some(p) => p,
                 None => read_password()?,
             };
-            if password.is_empty() {
-                return Err(CliError::Usage("the password is empty".into()));
-            }
+            check_password(&password).map_err(|e| CliError::Usage(e.to_string()))?;
             edit(&file, |h| {
                 h.set_password(&name, &password, cost)
                     .map_err(|e| CliError::Usage(e.to_string()))

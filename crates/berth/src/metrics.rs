@@ -126,6 +126,14 @@ fn describe() {
     );
     describe_gauge!("berth_build_info", "Build information");
     describe_gauge!(
+        "berth_connections_open",
+        "Open client connections, by listener"
+    );
+    describe_counter!(
+        "berth_connections_refused_total",
+        "Connections closed right after accept, by listener and reason (per_client, total)"
+    );
+    describe_gauge!(
         "berth_notifications_pending",
         "Webhook events waiting, by endpoint"
     );

@@ -20,6 +20,7 @@ use http_body::{Body as HttpBody, Frame, SizeHint};
 use metrics::{Counter, Histogram};
 
 use crate::events::{self, Facts};
+use crate::listener::body::{answer_too_slow, BodyTrip};
 
 /// Response header carrying the request id.
 pub const REQUEST_ID: &str = "x-request-id";
@@ -80,7 +81,10 @@ pub async fn observe(State(o): State<Arc<Observe>>, mut req: Request, next: Next
             "berth_http_request_bytes_total",
         ))
     });
+    let (version, trip) = (req.version(), req.extensions().get::<BodyTrip>().cloned());
     let resp = next.run(req).await;
+    // A body the listener cut off for its rate is answered (and logged, and counted) as 408.
+    let resp = answer_too_slow(resp, trip.as_ref(), version);
     let (mut parts, body) = resp.into_parts();
     parts.headers.insert(REQUEST_ID, id.clone());
     let status = parts.status.as_u16();

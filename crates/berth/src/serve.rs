@@ -17,7 +17,7 @@ use crate::app;
 use crate::config::{self, ConfigError, DatabaseSettings, S3Settings, Settings, StorageSettings};
 use crate::events::Events;
 use crate::health::Health;
-use crate::listener::{self, ListenError, ListenOptions, Shutdown};
+use crate::listener::{self, BodyLimits, ConnLimits, ListenError, ListenOptions, Shutdown};
 use crate::metered::Metered;
 use crate::metrics::Metrics;
 use crate::observe::Observe;
@@ -92,6 +92,7 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
         prefix: settings.prefix.clone(),
     });
     let shutdown = Shutdown::on_signals();
+    let conns = conn_limits(&settings);
     let metrics_path = settings.debug.as_ref().and_then(|d| d.metrics_path.clone());
     let debug_listener = match &settings.debug {
         Some(debug) => {
@@ -99,7 +100,7 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
                 health.clone(),
                 metrics_path.clone().map(|p| (p, metrics.clone())),
             );
-            let opts = debug_listen_options(&debug.addr, &settings);
+            let opts = debug_listen_options(&debug.addr, &settings, &conns);
             Some(spawn_debug_listener(opts, router, shutdown.clone()).await?)
         }
         None => None,
@@ -115,7 +116,7 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
         prefix: settings.prefix.clone(),
         headers: settings.headers.clone(),
     });
-    let bound = listener::bind(listen_options(&settings)).await?;
+    let bound = listener::bind(listen_options(&settings, &conns)).await?;
     let local = bound.local_addr()?;
     tracing::info!(
         addr = %local,
@@ -173,8 +174,37 @@ fn start_notifications(
     (Some(events), Some(handle))
 }
 
+/// `http.limits` as the listeners' body limits.
+fn body_limits(settings: &Settings) -> BodyLimits {
+    BodyLimits {
+        min_rate: settings.limits.body_min_rate,
+        period: settings.limits.body_timeout,
+    }
+}
+
+/// `http.limits` and `http.trustedproxies` as connection caps; without `maxconnections` the
+/// total follows the descriptor limit (raised to its hard limit first).
+fn conn_limits(settings: &Settings) -> ConnLimits {
+    let l = &settings.limits;
+    let total = l.max_connections.unwrap_or_else(|| {
+        let nofile = listener::raise_nofile_limit();
+        let total = listener::auto_max_connections(nofile);
+        tracing::debug!(
+            ?nofile,
+            total,
+            "http.limits.maxconnections from RLIMIT_NOFILE"
+        );
+        total
+    });
+    ConnLimits {
+        per_client: l.connections_per_client,
+        total,
+        trusted: settings.trusted_proxies.clone(),
+    }
+}
+
 /// The registry listener's options from `http.*`.
-fn listen_options(settings: &Settings) -> ListenOptions {
+fn listen_options(settings: &Settings, conns: &ConnLimits) -> ListenOptions {
     let tls = settings.tls.as_ref().map(|t| TlsOptions {
         client_cas: t.client_cas.clone(),
         min_version: match t.min_version {
@@ -188,16 +218,20 @@ fn listen_options(settings: &Settings) -> ListenOptions {
         addr: settings.bind_addr(),
         tls,
         drain_timeout: settings.drain_timeout,
+        body: body_limits(settings),
+        conns: conns.clone(),
     }
 }
 
 /// The debug listener speaks plain HTTP, as registry:2's does.
-fn debug_listen_options(addr: &str, settings: &Settings) -> ListenOptions {
+fn debug_listen_options(addr: &str, settings: &Settings, conns: &ConnLimits) -> ListenOptions {
     ListenOptions {
         name: "debug",
         addr: config::bind_addr(addr),
         tls: None,
         drain_timeout: settings.drain_timeout,
+        body: body_limits(settings),
+        conns: conns.clone(),
     }
 }
 

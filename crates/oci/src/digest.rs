@@ -39,7 +39,7 @@ pub enum DigestError {
     #[error("digest must have the form algorithm:hex")]
     Malformed,
     /// The algorithm is not sha256 or sha512.
-    #[error("unsupported digest algorithm {0:?}")]
+    #[error("unsupported digest algorithm {}", crate::quoted(.0))]
     UnsupportedAlgorithm(String),
     /// The encoded part has the wrong length or is not lowercase hex.
     #[error("digest hex must be {0} lowercase hex characters")]

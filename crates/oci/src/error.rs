@@ -41,6 +41,8 @@ pub enum ErrorCode {
     SizeTooLarge,
     /// A pagination parameter (`n`) is not a number (registry:2's code).
     PaginationNumberInvalid,
+    /// The request (its body) did not arrive in time (Berth's code; no OCI code covers it).
+    RequestTimeout,
     /// Unexpected server-side failure; details are logged, never sent.
     Unknown,
     /// A dependency (storage, metadata) is unavailable.
@@ -90,6 +92,7 @@ impl ErrorCode {
                 400,
                 "invalid number of results requested",
             ),
+            RequestTimeout => ("REQUEST_TIMEOUT", 408, "request timed out"),
             Unknown => ("UNKNOWN", 500, "unknown error"),
             Unavailable => ("UNAVAILABLE", 503, "service unavailable"),
         }
@@ -121,6 +124,7 @@ mod tests {
         assert_eq!(ErrorCode::DigestInvalid.as_str(), "DIGEST_INVALID");
         assert_eq!(ErrorCode::Unauthorized.status(), 401);
         assert_eq!(ErrorCode::SizeTooLarge.status(), 413);
+        assert_eq!(ErrorCode::RequestTimeout.status(), 408);
         assert_eq!(ErrorCode::Unknown.status(), 500);
     }
 }

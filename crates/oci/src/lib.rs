@@ -15,9 +15,11 @@ mod error;
 pub mod manifest;
 pub mod media;
 mod name;
+mod quote;
 mod upload;
 
 pub use digest::{Algorithm, Digest, DigestError, Hasher};
 pub use error::ErrorCode;
 pub use name::{NameError, Reference, RepoName, Tag};
+pub use quote::{quoted, QUOTE_LIMIT};
 pub use upload::UploadId;

@@ -48,10 +48,10 @@ pub enum ManifestError {
     #[error("manifest schemaVersion must be 2")]
     SchemaVersion,
     /// Media type not stored by Berth (schema 1, unknown types).
-    #[error("unsupported manifest media type {0:?}")]
+    #[error("unsupported manifest media type {}", crate::quoted(.0))]
     UnsupportedType(String),
     /// The `mediaType` field and the `Content-Type` header disagree.
-    #[error("manifest mediaType {field:?} does not match Content-Type {header:?}")]
+    #[error("manifest mediaType {} does not match Content-Type {}", crate::quoted(.field), crate::quoted(.header))]
     TypeMismatch {
         /// Value of the `mediaType` field.
         field: String,
@@ -105,7 +105,7 @@ impl Manifest {
             return Err(ManifestError::TooLarge);
         }
         let raw: Raw =
-            serde_json::from_slice(bytes).map_err(|e| ManifestError::Json(e.to_string()))?;
+            serde_json::from_slice(bytes).map_err(|e| ManifestError::Json(json_problem(&e)))?;
         let media_type = effective_type(&raw, content_type)?;
         if raw.schema_version != Some(2) {
             return Err(ManifestError::SchemaVersion);
@@ -159,6 +159,18 @@ impl Manifest {
             .clone()
             .or_else(|| self.config.as_ref().map(|c| c.media_type.clone()))
     }
+}
+
+/// A JSON parse failure for a message: serde's text quoted (it can repeat manifest strings, such
+/// as an unknown value), then where it happened.
+fn json_problem(e: &serde_json::Error) -> String {
+    let full = e.to_string();
+    if e.line() == 0 {
+        return crate::quoted(&full);
+    }
+    let at = format!(" at line {} column {}", e.line(), e.column());
+    let what = full.strip_suffix(&at).unwrap_or(&full);
+    format!("{}{at}", crate::quoted(what))
 }
 
 fn effective_type(raw: &Raw, content_type: Option<&str>) -> Result<String, ManifestError> {
@@ -295,5 +307,23 @@ mod tests {
             m.referrer_artifact_type().as_deref(),
             Some("application/x-sig")
         );
+    }
+
+    #[test]
+    fn messages_quote_and_bound_client_text() {
+        let hostile = format!("application/x\n\u{1b}[2J{}", "z".repeat(10_000));
+        let mismatch = Manifest::parse(image(Some(media::OCI_MANIFEST)).as_bytes(), Some(&hostile));
+        let unsupported = Manifest::parse(image(None).as_bytes(), Some(&hostile));
+        let escaped = format!("x\\n\\u001b[2J{}:abc", "z".repeat(10_000));
+        let bad_digest = image(None).replace(&d('a'), &escaped);
+        let json = Manifest::parse(bad_digest.as_bytes(), None);
+        for err in [mismatch, unsupported, json] {
+            let msg = err.map(|_| ()).unwrap_err().to_string();
+            assert!(msg.len() < 300, "{msg}");
+            assert!(!msg.chars().any(char::is_control), "{msg}");
+            assert!(msg.contains("\\u{a}"), "{msg}");
+        }
+        let not_json = Manifest::parse(b"{not json", None).unwrap_err().to_string();
+        assert!(not_json.ends_with("at line 1 column 2"), "{not_json}");
     }
 }

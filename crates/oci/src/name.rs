@@ -2,19 +2,19 @@
 
 use std::fmt;
 
-use crate::Digest;
+use crate::{quoted, Digest};
 
 /// Why a name, tag or reference was rejected.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum NameError {
     /// The repository name breaks the grammar.
-    #[error("invalid repository name {0:?}: must match [a-z0-9]+((\\.|_|__|-+)[a-z0-9]+)*(/…)* and be at most 255 characters")]
+    #[error("invalid repository name {}: must match [a-z0-9]+((\\.|_|__|-+)[a-z0-9]+)*(/…)* and be at most 255 characters", quoted(.0))]
     InvalidName(String),
     /// The tag breaks the grammar.
-    #[error("invalid tag {0:?}: must match [a-zA-Z0-9_][a-zA-Z0-9._-]{{0,127}}")]
+    #[error("invalid tag {}: must match [a-zA-Z0-9_][a-zA-Z0-9._-]{{0,127}}", quoted(.0))]
     InvalidTag(String),
     /// A reference that is neither a valid tag nor a valid digest.
-    #[error("invalid reference {0:?}: not a tag or a digest")]
+    #[error("invalid reference {}: not a tag or a digest", quoted(.0))]
     InvalidReference(String),
 }
 
@@ -220,5 +220,21 @@ mod tests {
             Reference::parse("a/b"),
             Err(NameError::InvalidTag(_))
         ));
+    }
+
+    #[test]
+    fn messages_quote_and_bound_the_input() {
+        let hostile = format!("x\n\u{1b}[31m{}", "y".repeat(10_000));
+        for msg in [
+            RepoName::parse(&hostile).unwrap_err().to_string(),
+            Tag::parse(&hostile).unwrap_err().to_string(),
+            Reference::parse(&format!("sha256:{hostile}"))
+                .unwrap_err()
+                .to_string(),
+        ] {
+            assert!(msg.len() < 300, "{msg}");
+            assert!(!msg.chars().any(char::is_control), "{msg}");
+            assert!(msg.contains("\\u{a}\\u{1b}[31m"), "{msg}");
+        }
     }
 }

@@ -82,6 +82,7 @@ pub fn auth_options(dir: &Path, issuer: bool, per_client: u32) -> AuthOptions {
             issuer: "berth-test".into(),
             service: "berth-registry".into(),
             lifetime: Duration::from_secs(300),
+            session_lifetime: berth_auth::token::DEFAULT_SESSION_LIFETIME,
             realm: None,
         }),
         policy: Some(serde_yaml::from_str(POLICY).unwrap()),

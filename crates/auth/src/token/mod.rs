@@ -13,6 +13,7 @@
 
 mod bundle;
 mod keys;
+mod refresh;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -25,6 +26,9 @@ use serde::{Deserialize, Serialize};
 
 pub use bundle::TrustBundle;
 pub use keys::{generate_p256_pem, libtrust_kid, pem_encode, PublicKey, SigningKey};
+pub use refresh::{
+    credential_fingerprint, Session, DEFAULT_SESSION_LIFETIME, REFRESH_AUDIENCE_SUFFIX,
+};
 
 use crate::scope::{Actions, Scope};
 
@@ -38,7 +42,7 @@ pub enum TokenError {
     #[error("malformed token: {0}")]
     Malformed(String),
     /// The header's algorithm is not one the key may use (`none`, `HS256`, …).
-    #[error("token algorithm {0:?} is not accepted")]
+    #[error("token algorithm {0} is not accepted")]
     Algorithm(String),
     /// No trusted key signed it.
     #[error("token signed by an untrusted key: {0}")]
@@ -58,6 +62,9 @@ pub enum TokenError {
     /// Wrong `aud`.
     #[error("token audience is not this service")]
     Audience,
+    /// Validly signed, but its principal's credential changed or is gone.
+    #[error("token was revoked: {0}")]
+    Revoked(&'static str),
     /// A key could not be loaded or made.
     #[error("token key: {0}")]
     Key(String),
@@ -131,6 +138,10 @@ pub struct Claims {
     /// Granted access.
     #[serde(default)]
     pub access: Vec<ResourceActions>,
+    /// Berth: fingerprint of the subject's credential when the token was minted
+    /// ([`credential_fingerprint`]); a changed password or rotated robot no longer matches.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub cred: String,
 }
 
 /// What a verified token grants.
@@ -142,12 +153,15 @@ pub struct TokenAccess {
     pub repositories: Vec<(RepoName, Actions)>,
     /// Whether `registry:catalog:*` was granted.
     pub catalog: bool,
+    /// The credential fingerprint it was minted for (empty in external or older tokens).
+    pub credential: String,
 }
 
 impl TokenAccess {
     fn from_claims(c: &Claims) -> TokenAccess {
         let mut t = TokenAccess {
             subject: c.sub.clone(),
+            credential: c.cred.clone(),
             ..TokenAccess::default()
         };
         for ra in &c.access {
@@ -194,6 +208,7 @@ pub struct TokenIssuer {
     issuer: String,
     service: String,
     lifetime: Duration,
+    session_lifetime: Duration,
 }
 
 impl TokenIssuer {
@@ -204,6 +219,7 @@ impl TokenIssuer {
             issuer: issuer.to_string(),
             service: service.to_string(),
             lifetime,
+            session_lifetime: DEFAULT_SESSION_LIFETIME,
         }
     }
 
@@ -219,17 +235,32 @@ impl TokenIssuer {
 
     /// Signs a token for `subject` granting exactly `granted`.
     pub fn issue(&self, subject: &str, granted: &[Scope]) -> Result<IssuedToken, TokenError> {
+        self.issue_bound(subject, "", granted, None)
+    }
+
+    /// Signs a token for `subject`, bound to its `credential` fingerprint, granting exactly
+    /// `granted`, expiring after the lifetime or at `not_after` (a session's end), if sooner.
+    pub fn issue_bound(
+        &self,
+        subject: &str,
+        credential: &str,
+        granted: &[Scope],
+        not_after: Option<u64>,
+    ) -> Result<IssuedToken, TokenError> {
         let now = SystemTime::now();
         let iat = secs(now);
+        let exp = not_after.map_or(u64::MAX, |n| n.max(iat));
+        let exp = exp.min(iat + self.lifetime.as_secs());
         let claims = Claims {
             iss: self.issuer.clone(),
             sub: subject.to_string(),
             aud: Audience::One(self.service.clone()),
-            exp: iat + self.lifetime.as_secs(),
+            exp,
             nbf: iat,
             iat,
             jti: random_id()?,
             access: granted.iter().map(ResourceActions::from_scope).collect(),
+            cred: credential.to_string(),
         };
         let mut header = Header::new(self.key.algorithm);
         header.kid = Some(self.key.public.kid.clone());
@@ -237,7 +268,7 @@ impl TokenIssuer {
             .map_err(|e| TokenError::Sign(e.to_string()))?;
         Ok(IssuedToken {
             token,
-            expires_in: self.lifetime.as_secs(),
+            expires_in: exp - iat,
             issued_at: humantime::format_rfc3339_seconds(now).to_string(),
         })
     }
@@ -277,6 +308,11 @@ impl TokenVerifier {
         }
     }
 
+    /// Whether this verifies Berth's own tokens (not an external issuer's).
+    pub fn is_own(&self) -> bool {
+        matches!(self.trust, Trust::Own(_))
+    }
+
     /// Verifies `token` completely and returns what it grants.
     pub fn verify(&self, token: &str) -> Result<TokenAccess, TokenError> {
         let header = RawHeader::parse(token)?;
@@ -286,7 +322,7 @@ impl TokenVerifier {
             .iter()
             .find(|a| format!("{a:?}") == header.alg)
             .copied()
-            .ok_or_else(|| TokenError::Algorithm(header.alg.clone()))?;
+            .ok_or_else(|| TokenError::Algorithm(berth_oci::quoted(&header.alg)))?;
         let mut v = Validation::new(alg);
         v.leeway = LEEWAY.as_secs();
         v.validate_nbf = true;
@@ -301,17 +337,17 @@ impl TokenVerifier {
     fn key_for(&self, h: &RawHeader) -> Result<PublicKey, TokenError> {
         match &self.trust {
             Trust::Own(k) => match &h.kid {
-                Some(kid) if kid != &k.kid => {
-                    Err(TokenError::UntrustedKey(format!("unknown kid {kid:?}")))
-                }
+                Some(kid) if kid != &k.kid => Err(TokenError::UntrustedKey(format!(
+                    "unknown kid {}",
+                    berth_oci::quoted(kid)
+                ))),
                 _ => Ok(k.clone()),
             },
             Trust::Bundle(b) => match (&h.x5c, &h.kid) {
                 (Some(chain), _) => b.verify_chain(chain),
-                (None, Some(kid)) => b
-                    .key_by_id(kid)
-                    .cloned()
-                    .ok_or_else(|| TokenError::UntrustedKey(format!("unknown kid {kid:?}"))),
+                (None, Some(kid)) => b.key_by_id(kid).cloned().ok_or_else(|| {
+                    TokenError::UntrustedKey(format!("unknown kid {}", berth_oci::quoted(kid)))
+                }),
                 (None, None) => Err(TokenError::UntrustedKey(
                     "the token names no key (no x5c or kid header)".into(),
                 )),

@@ -39,6 +39,7 @@ fn claims(exp: u64, nbf: u64) -> Claims {
         iat: nbf,
         jti: "x".into(),
         access: vec![ResourceActions::from_scope(&pull_push("a"))],
+        cred: String::new(),
     }
 }
 
@@ -168,7 +169,7 @@ fn refuses_alg_none_and_hmac_confusion() {
         let unsigned = format!("{}.{}.", b64(&header), b64(&c));
         assert_eq!(
             v.verify(&unsigned),
-            Err(TokenError::Algorithm(alg.into())),
+            Err(TokenError::Algorithm(berth_oci::quoted(alg))),
             "{alg}"
         );
     }
@@ -177,7 +178,10 @@ fn refuses_alg_none_and_hmac_confusion() {
     h.kid = Some(iss.public_key().kid.clone());
     let secret = EncodingKey::from_secret(iss.public_key().kid.as_bytes());
     let t = jsonwebtoken::encode(&h, &claims(now() + 60, now()), &secret).unwrap();
-    assert_eq!(v.verify(&t), Err(TokenError::Algorithm("HS256".into())));
+    assert_eq!(
+        v.verify(&t),
+        Err(TokenError::Algorithm(berth_oci::quoted("HS256")))
+    );
 }
 
 #[test]
@@ -223,6 +227,81 @@ fn access_claims_ignore_junk() {
     assert_eq!(a.repositories.len(), 1);
     assert_eq!(a.actions_on(&repo("ok")).to_string(), "pull");
     assert!(!a.catalog, "catalog needs *");
+}
+
+// ---- refresh tokens and bound access tokens ----
+
+#[test]
+fn refresh_tokens_round_trip_and_are_not_access_tokens() {
+    let iss = issuer();
+    let v = TokenVerifier::own(&iss);
+    let fp = credential_fingerprint("alice", "$2y$10$hash");
+    let r = iss
+        .issue_refresh("alice", &fp)
+        .unwrap()
+        .expect("sessions on");
+    let s = v.verify_refresh(&r).unwrap();
+    assert_eq!(
+        (s.subject.as_str(), s.credential.as_str()),
+        ("alice", fp.as_str())
+    );
+    assert_eq!(s.expires - s.auth_time, DEFAULT_SESSION_LIFETIME.as_secs());
+    assert_eq!(v.verify(&r), Err(TokenError::Audience), "not usable on /v2");
+    let access = iss.issue("alice", &[pull_push("a")]).unwrap().token;
+    assert_eq!(v.verify_refresh(&access), Err(TokenError::Audience));
+    let other = TokenVerifier::own(&issuer());
+    assert!(other.verify_refresh(&r).is_err(), "another key");
+}
+
+#[test]
+fn sessions_can_be_switched_off() {
+    let iss = issuer().with_session_lifetime(Duration::ZERO);
+    assert_eq!(iss.issue_refresh("alice", "fp").unwrap(), None);
+}
+
+#[test]
+fn bound_access_tokens_end_with_their_session() {
+    let iss = issuer();
+    let v = TokenVerifier::own(&iss);
+    let t = iss
+        .issue_bound("alice", "fp1", &[pull_push("a")], Some(now() + 42))
+        .unwrap();
+    assert!((41..=42).contains(&t.expires_in), "{}", t.expires_in);
+    let a = v.verify(&t.token).unwrap();
+    assert_eq!(a.credential, "fp1");
+    let far = iss
+        .issue_bound("alice", "fp1", &[], Some(now() + 10_000))
+        .unwrap();
+    assert_eq!(far.expires_in, 300, "never longer than the lifetime");
+}
+
+#[test]
+fn fingerprints_differ_per_login_and_credential() {
+    let a = credential_fingerprint("alice", "h1");
+    assert_eq!(a.len(), 32);
+    assert_ne!(a, credential_fingerprint("alice", "h2"));
+    assert_ne!(a, credential_fingerprint("bob", "h1"));
+    assert_ne!(
+        credential_fingerprint("ab", "c"),
+        credential_fingerprint("a", "bc")
+    );
+}
+
+#[test]
+fn a_hostile_kid_is_quoted_bounded() {
+    let iss = issuer();
+    let v = TokenVerifier::own(&iss);
+    let key = SigningKey::from_pem(generate_p256_pem().unwrap().as_bytes()).unwrap();
+    let kid = format!("../../etc/passwd\n{}", "x".repeat(500));
+    let t = sign(key.encoding(), Some(&kid), None, &claims(now() + 60, now()));
+    let Err(TokenError::UntrustedKey(msg)) = v.verify(&t) else {
+        panic!("expected an untrusted key");
+    };
+    assert!(msg.len() < 100, "{msg}");
+    assert!(
+        msg.starts_with("unknown kid \"../../etc/passwd\\u{a}xxx"),
+        "{msg}"
+    );
 }
 
 // ---- external issuer (rootcertbundle) ----

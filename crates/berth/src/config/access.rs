@@ -106,13 +106,37 @@ fn issuer(i: &file::Issuer, db: &DatabaseSettings) -> R<IssuerSettings> {
             "tokens are meant to be short-lived; use at most 24h",
         ));
     }
+    let session_lifetime = session_lifetime(i, lifetime)?;
     Ok(IssuerSettings {
         key,
         issuer: text(&i.issuer, "berth"),
         service: text(&i.service, "berth-registry"),
         lifetime,
+        session_lifetime,
         realm: opt_url("auth.issuer.realm", i.realm.as_ref())?,
     })
+}
+
+/// `auth.issuer.sessionlifetime`: zero (no refresh tokens), or between the token lifetime and
+/// 366 days.
+fn session_lifetime(i: &file::Issuer, lifetime: Duration) -> R<Duration> {
+    const KEY: &str = "auth.issuer.sessionlifetime";
+    let d = i
+        .sessionlifetime
+        .map_or(berth_auth::token::DEFAULT_SESSION_LIFETIME, |d| d.0);
+    if d.is_zero() {
+        return Ok(d);
+    }
+    if d < lifetime {
+        return Err(ConfigError::value(
+            KEY,
+            "must be at least auth.issuer.lifetime (or 0s to turn refresh tokens off)",
+        ));
+    }
+    if d > Duration::from_secs(366 * 24 * 3600) {
+        return Err(ConfigError::value(KEY, "use at most 8784h (366 days)"));
+    }
+    Ok(d)
 }
 
 fn limits(l: &file::LoginLimits) -> R<LoginLimitSettings> {
@@ -226,6 +250,7 @@ mod tests {
             ("berth", "reg.example.com")
         );
         assert_eq!(i.lifetime, Duration::from_secs(120));
+        assert_eq!(i.session_lifetime, Duration::from_secs(30 * 24 * 3600));
         assert_eq!(a.robots, Some(PathBuf::from("/auth/robots.yml")));
         assert_eq!(a.limits.client_failures, 3);
         assert_eq!(a.limits.user_failures, 50);
@@ -266,6 +291,16 @@ mod tests {
             err("auth:\n  issuer:\n    lifetime: 48h\n"),
             "auth.issuer.lifetime"
         );
+        for bad in ["1m", "9600h"] {
+            assert_eq!(
+                err(&format!(
+                    "auth:\n  issuer:\n    lifetime: 5m\n    sessionlifetime: {bad}\n"
+                )),
+                "auth.issuer.sessionlifetime"
+            );
+        }
+        let off = load("auth:\n  issuer:\n    sessionlifetime: 0s\n").unwrap();
+        assert_eq!(off.issuer.unwrap().session_lifetime, Duration::ZERO);
         assert_eq!(err("auth:\n  robots: {}\n"), "auth.robots.path");
         assert_eq!(
             err("database:\n  url: postgres://h/db\nauth:\n  issuer: {}\n"),

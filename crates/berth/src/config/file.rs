@@ -243,6 +243,30 @@ pub struct Http {
     /// `X-Forwarded-Proto` headers are believed.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub trustedproxies: Vec<Text>,
+    /// Berth: limits on slow request bodies and on open connections.
+    pub limits: HttpLimits,
+}
+
+/// `http.limits` (Berth).
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(default)]
+#[schemars(deny_unknown_fields)]
+pub struct HttpLimits {
+    /// Bytes per second a request body must average while the server waits for it, measured
+    /// over `bodytimeout` (default 1024; 0: only require that something arrives each period).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bodyminrate: Option<Count>,
+    /// The period of that measurement; a body that brings nothing for this long fails too
+    /// (default 30s; 0s: no limit on request bodies).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bodytimeout: Option<GoDuration>,
+    /// Open connections per client address, IPv6 per /64; trusted proxies are exempt
+    /// (default 256; 0: unlimited).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connectionsperclient: Option<Count>,
+    /// Open connections per listener (default: from the descriptor limit; 0: unlimited).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub maxconnections: Option<Count>,
 }
 
 /// `http.tls`.
@@ -335,6 +359,10 @@ pub struct Issuer {
     /// Token lifetime (default 5m).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lifetime: Option<GoDuration>,
+    /// Longest session a login with `offline_token=true` starts (refresh tokens; default 30d,
+    /// `0s` turns refresh tokens off).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sessionlifetime: Option<GoDuration>,
     /// Fixed realm URL; default: the request's scheme and host plus `/auth/token`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub realm: Option<Text>,

@@ -38,10 +38,37 @@ pub struct Settings {
     pub auth: AuthSettings,
     /// `http.trustedproxies`.
     pub trusted_proxies: Vec<berth_api::IpNet>,
+    /// `http.limits`.
+    pub limits: LimitSettings,
     /// Webhook receivers.
     pub notifications: Vec<EndpointSettings>,
     /// Storage health check.
     pub health: HealthSettings,
+}
+
+/// `http.limits`: slow request bodies and open connections.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LimitSettings {
+    /// Bytes per second a body must average while the server waits for it (0: none).
+    pub body_min_rate: u64,
+    /// The measuring period, also the longest a body may bring nothing; zero turns both off.
+    pub body_timeout: Duration,
+    /// Open connections per client address (IPv6: per /64); 0 is unlimited.
+    pub connections_per_client: u32,
+    /// Open connections per listener: `None` derives it from `RLIMIT_NOFILE` at startup,
+    /// `Some(0)` is unlimited.
+    pub max_connections: Option<u32>,
+}
+
+impl Default for LimitSettings {
+    fn default() -> Self {
+        LimitSettings {
+            body_min_rate: 1024,
+            body_timeout: Duration::from_secs(30),
+            connections_per_client: 256,
+            max_connections: None,
+        }
+    }
 }
 
 /// `http.tls`.
@@ -192,6 +219,8 @@ pub struct IssuerSettings {
     pub service: String,
     /// Token lifetime.
     pub lifetime: Duration,
+    /// Longest session a refresh token keeps alive; zero: no refresh tokens.
+    pub session_lifetime: Duration,
     /// Fixed realm, else derived from each request.
     pub realm: Option<String>,
 }

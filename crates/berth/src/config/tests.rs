@@ -48,7 +48,68 @@ fn defaults() {
     let purge = s.upload_purging.as_ref().unwrap();
     assert_eq!(purge.age, Duration::from_secs(168 * 3600));
     assert!(s.health.enabled && s.health.threshold == 3);
+    assert_eq!(
+        s.limits,
+        LimitSettings {
+            body_min_rate: 1024,
+            body_timeout: Duration::from_secs(30),
+            connections_per_client: 256,
+            max_connections: None,
+        }
+    );
     assert!(l.warnings.is_empty(), "{:?}", l.warnings);
+}
+
+#[test]
+fn http_limits_from_file_and_env() {
+    let l = ok(
+        "http:\n  limits:\n    bodyminrate: 100\n    bodytimeout: 1m\n    connectionsperclient: 0\n    maxconnections: 5000\n",
+        &[],
+    );
+    assert!(l.warnings.is_empty(), "{:?}", l.warnings);
+    assert_eq!(
+        l.settings.limits,
+        LimitSettings {
+            body_min_rate: 100,
+            body_timeout: Duration::from_secs(60),
+            connections_per_client: 0,
+            max_connections: Some(5000),
+        }
+    );
+    let l = ok(
+        "",
+        &[
+            ("REGISTRY_HTTP_LIMITS_BODYMINRATE", "0"),
+            ("REGISTRY_HTTP_LIMITS_BODYTIMEOUT", "0s"),
+            ("REGISTRY_HTTP_LIMITS_CONNECTIONSPERCLIENT", "16"),
+            ("REGISTRY_HTTP_LIMITS_MAXCONNECTIONS", "0"),
+        ],
+    );
+    let limits = l.settings.limits;
+    assert_eq!(
+        (limits.body_min_rate, limits.body_timeout),
+        (0, Duration::ZERO)
+    );
+    assert_eq!(
+        (limits.connections_per_client, limits.max_connections),
+        (16, Some(0))
+    );
+    for (yaml, key) in [
+        ("bodytimeout: 500ms", "http.limits.bodytimeout"),
+        ("bodytimeout: soon", "http.limits.bodytimeout"),
+        ("bodyminrate: -1", "http.limits.bodyminrate"),
+        ("bodyminrate: 5000000000", "http.limits.bodyminrate"),
+        (
+            "connectionsperclient: many",
+            "http.limits.connectionsperclient",
+        ),
+        ("maxconnections: 5000000000", "http.limits.maxconnections"),
+    ] {
+        assert_eq!(
+            err_key(&format!("http:\n  limits:\n    {yaml}\n"), &[]),
+            key
+        );
+    }
 }
 
 const FULL: &str = r#"

@@ -57,6 +57,7 @@ pub fn settings(f: &ConfigFile, warnings: &mut Vec<Warning>) -> R<Settings> {
         database,
         auth,
         trusted_proxies: super::access::trusted_proxies(&f.http)?,
+        limits: limits(&f.http.limits)?,
         notifications: f
             .notifications
             .endpoints
@@ -123,6 +124,31 @@ pub(super) fn path(key: &str, v: Option<&Text>) -> R<PathBuf> {
         Some(t) if !t.as_str().is_empty() => Ok(PathBuf::from(t.as_str())),
         _ => Err(ConfigError::value(key, "is required")),
     }
+}
+
+/// Shortest `http.limits.bodytimeout` (other than 0s): a shorter one would cut off clients on
+/// any ordinary network hiccup.
+const MIN_BODY_TIMEOUT: Duration = Duration::from_secs(1);
+
+fn limits(l: &file::HttpLimits) -> R<LimitSettings> {
+    let d = LimitSettings::default();
+    let body_timeout = l.bodytimeout.map_or(d.body_timeout, |t| t.0);
+    if !body_timeout.is_zero() && body_timeout < MIN_BODY_TIMEOUT {
+        return Err(ConfigError::value(
+            "http.limits.bodytimeout",
+            "must be 0s (no limit) or at least 1s",
+        ));
+    }
+    let rate_key = "http.limits.bodyminrate";
+    let body_min_rate = small(rate_key, l.bodyminrate.map_or(d.body_min_rate, |c| c.0))?;
+    let max = |k: &str, c: Option<super::de::Count>| c.map(|c| small(k, c.0)).transpose();
+    Ok(LimitSettings {
+        body_min_rate: u64::from(body_min_rate),
+        body_timeout,
+        connections_per_client: max("http.limits.connectionsperclient", l.connectionsperclient)?
+            .unwrap_or(d.connections_per_client),
+        max_connections: max("http.limits.maxconnections", l.maxconnections)?,
+    })
 }
 
 fn tls(t: &file::Tls) -> R<TlsSettings> {

@@ -7,7 +7,8 @@
 //!
 //! ```ignore
 //! let shutdown = Shutdown::on_signals();
-//! let bound = listener::bind(ListenOptions { name: "http", addr, tls, drain_timeout }).await?;
+//! let opts = ListenOptions { name: "http", addr, tls, drain_timeout, body, conns };
+//! let bound = listener::bind(opts).await?;
 //! tracing::info!(addr = %bound.local_addr()?, "ready");
 //! bound.serve(router, shutdown.clone()).await; // returns once drained
 //! ```
@@ -20,7 +21,14 @@
 //! returns normally: a drain that hit its deadline is still a clean, expected stop, and the
 //! process exits 0. A cut-off upload loses nothing that was committed: its session stays
 //! resumable and no blob is ever half-written.
+//!
+//! Slow and greedy clients: a connection past [`ListenOptions::conns`] is closed right after
+//! accept ([`caps`]); a request body slower than [`ListenOptions::body`] fails, is answered 408
+//! and closes its connection ([`body`]); request heads are bounded by hyper's header timeout
+//! (30 s) and TLS handshakes by 10 s ([`conn`]).
 
+pub mod body;
+pub mod caps;
 mod conn;
 mod inflight;
 mod shutdown;
@@ -31,14 +39,17 @@ use std::time::Duration;
 
 use axum::Router;
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
 use crate::tls::{self, TlsError, TlsOptions};
 
+pub use body::BodyLimits;
+pub use caps::{auto_max_connections, raise_nofile_limit, ConnLimits};
 pub use shutdown::Shutdown;
 
+use caps::Admission;
 use conn::Shared;
 use inflight::InFlight;
 
@@ -56,6 +67,10 @@ pub struct ListenOptions {
     pub tls: Option<TlsOptions>,
     /// How long in-flight requests may run after shutdown is requested.
     pub drain_timeout: Duration,
+    /// The minimum rate of request bodies.
+    pub body: BodyLimits,
+    /// Caps on open connections.
+    pub conns: ConnLimits,
 }
 
 /// Why a listener could not start.
@@ -123,17 +138,18 @@ impl Bound {
             router,
             tls: acceptor,
             inflight: InFlight::default(),
+            body: opts.body,
         };
+        let admission = Admission::new(opts.name, opts.conns.clone());
         let graceful = GracefulShutdown::new();
         let mut conns = JoinSet::new();
-        accept_until(
-            &tcp,
-            &shared,
-            &graceful,
-            &mut conns,
-            shutdown.clone().requested(),
-        )
-        .await;
+        let accept = Accept {
+            tcp: &tcp,
+            shared: &shared,
+            admission: &admission,
+            graceful: &graceful,
+        };
+        accept.until(&mut conns, shutdown.clone().requested()).await;
         drop(tcp);
         drain(&opts, &shared.inflight, graceful, conns, shutdown.forced()).await;
         if let Some(task) = reloader {
@@ -142,29 +158,43 @@ impl Bound {
     }
 }
 
-async fn accept_until(
-    tcp: &TcpListener,
-    shared: &Shared,
-    graceful: &GracefulShutdown,
-    conns: &mut JoinSet<()>,
-    shutdown: impl Future<Output = ()>,
-) {
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            biased;
-            () = &mut shutdown => return,
-            accepted = tcp.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    conns.spawn(conn::serve(stream, peer, shared.clone(), graceful.watcher()));
-                }
-                Err(e) => {
-                    tracing::warn!(listener = shared.name, error = %e, "accept failed");
-                    tokio::time::sleep(ACCEPT_BACKOFF).await;
-                }
-            },
-            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+/// What the accept loop works with.
+struct Accept<'a> {
+    tcp: &'a TcpListener,
+    shared: &'a Shared,
+    admission: &'a Admission,
+    graceful: &'a GracefulShutdown,
+}
+
+impl Accept<'_> {
+    async fn until(&self, conns: &mut JoinSet<()>, shutdown: impl Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                biased;
+                () = &mut shutdown => return,
+                accepted = self.tcp.accept() => match accepted {
+                    Ok((stream, peer)) => self.start(conns, stream, peer),
+                    Err(e) => {
+                        tracing::warn!(listener = self.shared.name, error = %e, "accept failed");
+                        tokio::time::sleep(ACCEPT_BACKOFF).await;
+                    }
+                },
+                Some(_) = conns.join_next(), if !conns.is_empty() => {}
+            }
         }
+    }
+
+    /// Serves the connection if the caps admit it; otherwise closes it at once (dropping it).
+    fn start(&self, conns: &mut JoinSet<()>, stream: TcpStream, peer: SocketAddr) {
+        let Ok(permit) = self.admission.admit(peer.ip()) else {
+            return;
+        };
+        let serve = conn::serve(stream, peer, self.shared.clone(), self.graceful.watcher());
+        conns.spawn(async move {
+            serve.await;
+            drop(permit);
+        });
     }
 }
 

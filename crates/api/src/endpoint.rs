@@ -37,10 +37,17 @@ pub enum PathError {
     NotFound,
     /// The repository name is invalid.
     Name(String),
-    /// The tag or reference is invalid.
-    Reference(String),
     /// The digest is invalid.
     Digest(String),
+    /// A manifest reference that is neither a valid tag nor a valid digest: it can name no
+    /// manifest. Reads and deletes answer 404 `MANIFEST_UNKNOWN` (as registry:2 does); a push
+    /// answers 400 (`DIGEST_INVALID` when `digest`, else `TAG_INVALID`).
+    ManifestReference {
+        /// Whether it looked like a digest (`algorithm:…`).
+        digest: bool,
+        /// What is wrong with it.
+        message: String,
+    },
     /// The upload id is not one Berth could have issued.
     Upload,
 }
@@ -160,9 +167,9 @@ fn parse_segments(segs: &[&str]) -> Result<Endpoint, PathError> {
         ("blobs", "uploads") => Ok(Endpoint::Uploads(name()?)),
         ("manifests", r) => {
             let name = name()?;
-            let reference = Reference::parse(r).map_err(|e| match e {
-                NameError::InvalidReference(_) => PathError::Digest(e.to_string()),
-                other => PathError::Reference(other.to_string()),
+            let reference = Reference::parse(r).map_err(|e| PathError::ManifestReference {
+                digest: matches!(e, NameError::InvalidReference(_)),
+                message: e.to_string(),
             })?;
             Ok(Endpoint::Manifest(name, reference))
         }
@@ -261,11 +268,11 @@ mod tests {
         }
         assert!(matches!(
             Endpoint::parse("/v2/a/manifests/-bad"),
-            Err(PathError::Reference(_))
+            Err(PathError::ManifestReference { digest: false, .. })
         ));
         assert!(matches!(
             Endpoint::parse("/v2/a/manifests/sha256:abc"),
-            Err(PathError::Digest(_))
+            Err(PathError::ManifestReference { digest: true, .. })
         ));
         assert!(matches!(
             Endpoint::parse("/v2/a/blobs/sha256:abc"),

@@ -114,11 +114,39 @@ impl From<PathError> for ApiError {
             PathError::NotFound => ApiError::msg(ErrorCode::Unsupported, "unknown endpoint")
                 .status(StatusCode::NOT_FOUND),
             PathError::Name(m) => ApiError::msg(ErrorCode::NameInvalid, m),
-            PathError::Reference(m) => ApiError::msg(ErrorCode::TagInvalid, m),
             PathError::Digest(m) => ApiError::msg(ErrorCode::DigestInvalid, m),
+            PathError::ManifestReference {
+                digest: true,
+                message,
+            } => ApiError::msg(ErrorCode::DigestInvalid, message),
+            PathError::ManifestReference { message, .. } => {
+                ApiError::msg(ErrorCode::TagInvalid, message)
+            }
             PathError::Upload => {
                 ApiError::msg(ErrorCode::BlobUploadUnknown, "upload id is not valid")
             }
+        }
+    }
+}
+
+impl ApiError {
+    /// The answer to a path that does not parse, for a request with `method`: a manifest
+    /// reference that can name no manifest is a manifest that does not exist for reads and
+    /// deletes (404 `MANIFEST_UNKNOWN`, as registry:2 answers), and an invalid one for pushes.
+    pub fn from_path(e: PathError, method: &axum::http::Method) -> ApiError {
+        use axum::http::Method;
+        match e {
+            PathError::ManifestReference { message, .. }
+                if [Method::GET, Method::HEAD, Method::DELETE].contains(method) =>
+            {
+                ApiError::msg(
+                    ErrorCode::ManifestUnknown,
+                    format!(
+                        "manifest unknown: the reference is neither a tag nor a digest ({message})"
+                    ),
+                )
+            }
+            other => ApiError::from(other),
         }
     }
 }

@@ -104,7 +104,8 @@ async fn route(st: &AppState, req: Request) -> ApiResult {
             return token::handle(auth, &parts, body, &client).await;
         }
     }
-    let ep = Endpoint::parse(parts.uri.path())?;
+    let ep =
+        Endpoint::parse(parts.uri.path()).map_err(|e| ApiError::from_path(e, &parts.method))?;
     let asked = Query::parse(parts.uri.query());
     let mut q = asked.clone();
     let mut user = None;

@@ -125,15 +125,33 @@ async fn invalid_names_and_traversal() {
 #[tokio::test]
 async fn invalid_tags_and_digests_in_paths() {
     let r = Reg::new();
-    r.get("/v2/app/manifests/-tag")
-        .await
-        .assert_error(400, "TAG_INVALID");
-    r.get(&format!("/v2/app/manifests/{}", "t".repeat(129)))
-        .await
-        .assert_error(400, "TAG_INVALID");
-    r.get("/v2/app/manifests/sha256:short")
-        .await
-        .assert_error(400, "DIGEST_INVALID");
+    // A reference that can name no manifest is an unknown manifest for reads and deletes
+    // (registry:2; the conformance suite's `.INVALID_MANIFEST_NAME`), invalid for pushes.
+    let long = format!("/v2/app/manifests/{}", "t".repeat(129));
+    for path in [
+        "/v2/app/manifests/.INVALID_MANIFEST_NAME",
+        "/v2/app/manifests/-tag",
+        &long,
+        "/v2/app/manifests/sha256:short",
+    ] {
+        for method in ["GET", "HEAD", "DELETE"] {
+            let resp = r.req(method, path, &[], Vec::new()).await;
+            assert_eq!(resp.status.as_u16(), 404, "{method} {path}");
+            if method != "HEAD" {
+                resp.assert_error(404, "MANIFEST_UNKNOWN");
+            }
+        }
+    }
+    for (path, code) in [
+        ("/v2/app/manifests/-tag", "TAG_INVALID"),
+        (long.as_str(), "TAG_INVALID"),
+        ("/v2/app/manifests/sha256:short", "DIGEST_INVALID"),
+    ] {
+        let headers = [("content-type", OCI_MANIFEST)];
+        r.req("PUT", path, &headers, b"{}".to_vec())
+            .await
+            .assert_error(400, code);
+    }
     r.get("/v2/app/blobs/sha256:short")
         .await
         .assert_error(400, "DIGEST_INVALID");

@@ -331,15 +331,21 @@ async fn cross_repo_mount() {
         .await;
     f.assert_status(202);
     assert!(f.header("docker-upload-uuid").is_some());
-    // mount without from (OCI 1.1 allows it): the repository already has it
-    r.req(
-        "POST",
-        &format!("/v2/dst/blobs/uploads/?mount={d}"),
-        &[],
-        "",
-    )
-    .await
-    .assert_status(201);
+    // mount without from: Berth does no automatic content discovery, so it is a new upload
+    // session (202) even though the repository already has the blob
+    let n = r
+        .req(
+            "POST",
+            &format!("/v2/dst/blobs/uploads/?mount={d}"),
+            &[],
+            "",
+        )
+        .await;
+    n.assert_status(202);
+    assert!(n.header("docker-upload-uuid").is_some());
+    assert!(n
+        .header("location")
+        .is_some_and(|l| l.contains("/blobs/uploads/")));
     // bad parameters
     r.req(
         "POST",

@@ -65,8 +65,17 @@ async fn path_names_references_and_digests_are_quoted() {
         ),
     ];
     for (uri, code, escaped) in cases {
-        let resp = r.get(&uri).await;
-        assert_escaped(&resp, 400, code, escaped);
+        // A manifest reference that is invalid is refused on push and unknown on reads.
+        let (method, status, code) = match code {
+            "TAG_INVALID" | "DIGEST_INVALID" if uri.contains("/manifests/") => {
+                let resp = r.req("GET", &uri, &[], Vec::new()).await;
+                assert_escaped(&resp, 404, "MANIFEST_UNKNOWN", escaped);
+                ("PUT", 400, code)
+            }
+            _ => ("GET", 400, code),
+        };
+        let resp = r.req(method, &uri, &[], Vec::new()).await;
+        assert_escaped(&resp, status, code, escaped);
     }
 }
 

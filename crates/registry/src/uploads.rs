@@ -78,14 +78,20 @@ impl Registry {
         Ok(UploadProgress { id, size: 0 })
     }
 
-    /// Links `digest` from `from` into `repo` when `from` has it; otherwise starts a session.
+    /// Links `digest` from `from` into `repo` when `from` (or `repo` itself) has it; otherwise
+    /// starts a session. Without `from` a session is always started: Berth does not do the
+    /// spec's optional automatic content discovery, so a mount without a source is a plain
+    /// upload (202), whatever the target already holds.
     pub async fn mount_blob(
         &self,
         repo: &RepoName,
         digest: &Digest,
         from: Option<&RepoName>,
     ) -> Result<Mount> {
-        for source in from.into_iter().chain(std::iter::once(repo)) {
+        let Some(from) = from else {
+            return Ok(Mount::Started(self.start_upload(repo).await?));
+        };
+        for source in [from, repo] {
             if let Some(size) = self.meta.blob_size(source, digest).await? {
                 self.meta.link_blob(repo, digest, size).await?;
                 return Ok(Mount::Mounted(size));

@@ -49,6 +49,7 @@ use util::{empty, finish, Query};
 const DIGEST_HEADER: &str = "docker-content-digest";
 const UPLOAD_UUID_HEADER: &str = "docker-upload-uuid";
 const SUBJECT_HEADER: &str = "oci-subject";
+const TAG_HEADER: &str = "oci-tag";
 const FILTERS_HEADER: &str = "oci-filters-applied";
 const CHUNK_MIN_HEADER: &str = "oci-chunk-min-length";
 const API_VERSION_HEADER: &str = "docker-distribution-api-version";

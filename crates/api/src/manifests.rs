@@ -9,9 +9,10 @@ use http_body_util::{BodyExt, Limited};
 use crate::blobs::unsupported_as_405;
 use crate::error::{ApiError, ApiResult};
 use crate::util::{content_length, empty, finish, Query};
-use crate::{DIGEST_HEADER, SUBJECT_HEADER};
+use crate::{DIGEST_HEADER, SUBJECT_HEADER, TAG_HEADER};
 
-/// `PUT`: stores the manifest; `?tag=` may name more tags.
+/// `PUT`: stores the manifest; `?tag=` may name more tags, each answered with an `OCI-Tag`
+/// header once applied.
 pub async fn put(
     reg: &Registry,
     repo: &RepoName,
@@ -39,6 +40,9 @@ pub async fn put(
         .header(DIGEST_HEADER, put.digest.as_str());
     if let Some(s) = &put.subject {
         b = b.header(SUBJECT_HEADER, s.as_str());
+    }
+    for t in &put.extra_tags {
+        b = b.header(TAG_HEADER, t.as_str());
     }
     finish(b, Body::empty())
 }

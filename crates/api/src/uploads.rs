@@ -2,7 +2,7 @@
 
 use axum::body::Body;
 use axum::http::{header, HeaderMap, StatusCode};
-use berth_oci::{quoted, Digest, ErrorCode, RepoName, UploadId};
+use berth_oci::{quoted, Algorithm, Digest, ErrorCode, RepoName, UploadId};
 use berth_registry::{Mount, Registry, RegistryError, UploadProgress};
 
 use crate::error::{ApiError, ApiResult};
@@ -11,7 +11,8 @@ use crate::util::{
 };
 use crate::{CHUNK_MIN_HEADER, DIGEST_HEADER, UPLOAD_UUID_HEADER};
 
-/// `POST /v2/<name>/blobs/uploads/`.
+/// `POST /v2/<name>/blobs/uploads/`: a mount (`?mount=&from=`), a monolithic upload
+/// (`?digest=` with the body) or a new session (hashing with `?digest-algorithm=`).
 pub async fn start(
     reg: &Registry,
     repo: &RepoName,
@@ -45,8 +46,16 @@ pub async fn start(
             "a POST with a body needs ?digest=",
         ));
     }
-    let p = reg.start_upload(repo).await?;
+    let p = reg.start_upload(repo, digest_algorithm(q)?).await?;
     session_response(reg, StatusCode::ACCEPTED, repo, &p)
+}
+
+/// `?digest-algorithm=` of a session start (sha256 when absent); anything else is 400.
+fn digest_algorithm(q: &Query) -> Result<Algorithm, ApiError> {
+    q.get("digest-algorithm")
+        .map_or(Ok(Algorithm::Sha256), |a| {
+            Algorithm::parse(a).map_err(|e| ApiError::msg(ErrorCode::DigestInvalid, e.to_string()))
+        })
 }
 
 /// `PATCH`: appends a chunk (streamed, or with `Content-Range`).

@@ -542,12 +542,12 @@ async fn manifest_validation_errors_change_nothing() {
     r.put_manifest("app", "-bad", OCI_MANIFEST, &ok)
         .await
         .assert_error(400, "TAG_INVALID");
-    // index whose child is not in the repository
+    // index whose child is not in the repository: the spec's MANIFEST_BLOB_UNKNOWN, as registry:2
     let child = Digest::sha256_of(b"no such manifest");
     let idx = index_manifest(OCI_INDEX, &[(&child, 10, "amd64")]);
     r.put_manifest("app", "multi", OCI_INDEX, &idx)
         .await
-        .assert_error(404, "MANIFEST_UNKNOWN");
+        .assert_error(400, "MANIFEST_BLOB_UNKNOWN");
     assert_eq!(
         r.get("/v2/app/tags/list").await.json(),
         before_tags,

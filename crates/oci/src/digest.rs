@@ -16,6 +16,16 @@ pub enum Algorithm {
 }
 
 impl Algorithm {
+    /// Parses an algorithm name (`sha256`, `sha512`), as in a digest or the spec's
+    /// `?digest-algorithm=` upload parameter.
+    pub fn parse(s: &str) -> Result<Self, DigestError> {
+        match s {
+            "sha256" => Ok(Algorithm::Sha256),
+            "sha512" => Ok(Algorithm::Sha512),
+            other => Err(DigestError::UnsupportedAlgorithm(other.to_string())),
+        }
+    }
+
     /// The algorithm's name as it appears in a digest string.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -60,11 +70,7 @@ impl Digest {
     /// Parses and validates a digest string.
     pub fn parse(s: &str) -> Result<Self, DigestError> {
         let (alg, hex) = s.split_once(':').ok_or(DigestError::Malformed)?;
-        let alg = match alg {
-            "sha256" => Algorithm::Sha256,
-            "sha512" => Algorithm::Sha512,
-            other => return Err(DigestError::UnsupportedAlgorithm(other.to_string())),
-        };
+        let alg = Algorithm::parse(alg)?;
         let ok = hex.len() == alg.hex_len()
             && hex
                 .bytes()
@@ -268,6 +274,18 @@ mod tests {
         }
         let non_hex = format!("sha256:{}", "g".repeat(64));
         assert!(Digest::parse(&non_hex).is_err());
+    }
+
+    #[test]
+    fn algorithms_parse_by_name() {
+        assert_eq!(Algorithm::parse("sha256"), Ok(Algorithm::Sha256));
+        assert_eq!(Algorithm::parse("sha512"), Ok(Algorithm::Sha512));
+        for bad in ["", "SHA512", "sha384", "blake3"] {
+            assert_eq!(
+                Algorithm::parse(bad),
+                Err(DigestError::UnsupportedAlgorithm(bad.into()))
+            );
+        }
     }
 
     #[test]

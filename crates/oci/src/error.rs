@@ -127,4 +127,45 @@ mod tests {
         assert_eq!(ErrorCode::RequestTimeout.status(), 408);
         assert_eq!(ErrorCode::Unknown.status(), 500);
     }
+
+    /// Spec, "Error Codes": the `code` field MUST contain only uppercase letters and underscores.
+    #[test]
+    fn code_strings_are_uppercase_letters_and_underscores() {
+        use ErrorCode::*;
+        let all = [
+            BlobUnknown,
+            BlobUploadInvalid,
+            BlobUploadUnknown,
+            DigestInvalid,
+            ManifestBlobUnknown,
+            ManifestInvalid,
+            ManifestUnknown,
+            NameInvalid,
+            NameUnknown,
+            SizeInvalid,
+            Unauthorized,
+            Denied,
+            Unsupported,
+            TooManyRequests,
+            TagInvalid,
+            RangeInvalid,
+            SizeTooLarge,
+            PaginationNumberInvalid,
+            RequestTimeout,
+            Unknown,
+            Unavailable,
+        ];
+        for code in all {
+            let s = code.as_str();
+            assert!(
+                !s.is_empty() && s.bytes().all(|b| b.is_ascii_uppercase() || b == b'_'),
+                "{s}"
+            );
+            assert!((400..600).contains(&code.status()), "{s}");
+        }
+        assert_eq!(
+            TooManyRequests.info(),
+            ("TOOMANYREQUESTS", 429, "too many requests")
+        );
+    }
 }

@@ -34,7 +34,9 @@ pub enum RegistryError {
     /// The manifest references a blob not in the repository.
     #[error("manifest references a blob unknown to the repository")]
     ManifestBlobUnknown(Digest),
-    /// An index references a manifest not in the repository.
+    /// An index references a manifest not in the repository. Answered like a missing blob
+    /// (`MANIFEST_BLOB_UNKNOWN`): the spec says a manifest rejected for a descriptor naming
+    /// missing content MUST get that code, and registry:2 answers so too.
     #[error("index references a manifest unknown to the repository")]
     ManifestChildUnknown(Digest),
     /// The manifest exceeds the size limit.
@@ -70,9 +72,9 @@ impl RegistryError {
             UploadInvalid(_) => ErrorCode::BlobUploadInvalid,
             DigestInvalid(_) => ErrorCode::DigestInvalid,
             RangeInvalid { .. } => ErrorCode::RangeInvalid,
-            ManifestUnknown | ManifestChildUnknown(_) => ErrorCode::ManifestUnknown,
+            ManifestUnknown => ErrorCode::ManifestUnknown,
             ManifestInvalid(_) => ErrorCode::ManifestInvalid,
-            ManifestBlobUnknown(_) => ErrorCode::ManifestBlobUnknown,
+            ManifestBlobUnknown(_) | ManifestChildUnknown(_) => ErrorCode::ManifestBlobUnknown,
             ManifestTooLarge => ErrorCode::SizeTooLarge,
             NameUnknown => ErrorCode::NameUnknown,
             SizeInvalid(_) => ErrorCode::SizeInvalid,

@@ -1,5 +1,7 @@
 //! Manifest push, pull and delete.
 
+use std::collections::HashSet;
+
 use berth_meta::{NewManifest, StoredManifest};
 use berth_oci::manifest::{Manifest, ManifestError, MAX_MANIFEST_BYTES};
 use berth_oci::{Digest, Reference, RepoName, Tag};
@@ -14,6 +16,9 @@ pub struct PutManifest {
     pub digest: Digest,
     /// The manifest's `subject`, answered as `OCI-Subject`.
     pub subject: Option<Digest>,
+    /// The extra tags (`?tag=`) the push applied, once each in request order, answered as
+    /// `OCI-Tag`.
+    pub extra_tags: Vec<Tag>,
 }
 
 impl Registry {
@@ -43,14 +48,21 @@ impl Registry {
             }
             Reference::Tag(_) => Digest::sha256_of(&bytes),
         };
-        let mut tags: Vec<Tag> = extra_tags.to_vec();
+        let extra_tags = distinct(extra_tags);
+        let mut tags = extra_tags.clone();
         if let Reference::Tag(t) = reference {
-            tags.insert(0, t.clone());
+            if !tags.contains(t) {
+                tags.insert(0, t.clone());
+            }
         }
         let subject = parsed.subject.as_ref().map(|s| s.digest.clone());
         let record = new_manifest(&parsed, digest.clone(), bytes)?;
         self.meta.put_manifest(repo, &record, &tags).await?;
-        Ok(PutManifest { digest, subject })
+        Ok(PutManifest {
+            digest,
+            subject,
+            extra_tags,
+        })
     }
 
     /// The manifest a tag or digest names in `repo`.
@@ -83,6 +95,12 @@ impl Registry {
 /// Largest manifest body the API should read before giving up (one byte over the limit, so an
 /// oversized body is detected rather than silently truncated).
 pub const MANIFEST_READ_LIMIT: usize = MAX_MANIFEST_BYTES + 1;
+
+/// `tags` without repeats, in their first-seen order.
+fn distinct(tags: &[Tag]) -> Vec<Tag> {
+    let mut seen = HashSet::with_capacity(tags.len());
+    tags.iter().filter(|t| seen.insert(*t)).cloned().collect()
+}
 
 fn new_manifest(parsed: &Manifest, digest: Digest, bytes: Bytes) -> Result<NewManifest> {
     let annotations_json = parsed

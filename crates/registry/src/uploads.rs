@@ -61,15 +61,17 @@ struct AppendFailure {
 }
 
 impl Registry {
-    /// Starts an upload session in `repo`.
-    pub async fn start_upload(&self, repo: &RepoName) -> Result<UploadProgress> {
+    /// Starts an upload session in `repo` that hashes its bytes with `alg` as they arrive (the
+    /// spec's `?digest-algorithm=`). A closing digest of another algorithm still verifies, by
+    /// reading the bytes once more.
+    pub async fn start_upload(&self, repo: &RepoName, alg: Algorithm) -> Result<UploadProgress> {
         let id = new_upload_id();
         self.storage.upload_create(&id).await?;
         let session = UploadSession {
             id: id.clone(),
             repo: repo.clone(),
             started_at: unix_now(),
-            hash_state: Vec::new(),
+            hash_state: Hasher::new(alg).to_state(),
         };
         if let Err(e) = self.meta.create_upload(&session).await {
             self.abort_storage(&id).await;
@@ -79,17 +81,18 @@ impl Registry {
     }
 
     /// Links `digest` from `from` into `repo` when `from` (or `repo` itself) has it; otherwise
-    /// starts a session. Without `from` a session is always started: Berth does not do the
-    /// spec's optional automatic content discovery, so a mount without a source is a plain
-    /// upload (202), whatever the target already holds.
+    /// starts a session hashing with `digest`'s algorithm. Without `from` a session is always
+    /// started: Berth does not do the spec's optional automatic content discovery, so a mount
+    /// without a source is a plain upload (202), whatever the target already holds.
     pub async fn mount_blob(
         &self,
         repo: &RepoName,
         digest: &Digest,
         from: Option<&RepoName>,
     ) -> Result<Mount> {
+        let alg = digest.algorithm();
         let Some(from) = from else {
-            return Ok(Mount::Started(self.start_upload(repo).await?));
+            return Ok(Mount::Started(self.start_upload(repo, alg).await?));
         };
         for source in [from, repo] {
             if let Some(size) = self.meta.blob_size(source, digest).await? {
@@ -97,7 +100,7 @@ impl Registry {
                 return Ok(Mount::Mounted(size));
             }
         }
-        Ok(Mount::Started(self.start_upload(repo).await?))
+        Ok(Mount::Started(self.start_upload(repo, alg).await?))
     }
 
     /// Bytes received so far by a session of `repo`.

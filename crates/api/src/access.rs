@@ -169,7 +169,7 @@ fn failure(
             unauthorized(auth, need, None, client, "invalid credentials")
         }
         AuthFailure::InvalidToken(e) => {
-            tracing::info!(target: "berth::audit", event = "token-rejected", reason = %e, client = %client.addr, "bearer token rejected");
+            tracing::warn!(target: "berth::audit", event = "token-rejected", reason = %e, client = %client.addr, "bearer token rejected");
             unauthorized(
                 auth,
                 need,

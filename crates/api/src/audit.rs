@@ -66,36 +66,59 @@ pub fn request(
     let result = outcome(status);
     let from = client_text(q.get("from").unwrap_or(""));
     let who = client_text(who);
-    tracing::info!(
-        target: "berth::audit",
-        event = ev.kind,
-        who = &*who,
-        repository = %ev.repository,
-        reference = %reference,
-        from = &*from,
-        client = %c.addr,
-        user_agent = %client_text(&c.user_agent),
-        result,
-        status = status.as_u16(),
-        "{} {who} {} {reference} {result}", ev.kind, ev.repository
-    );
+    let user_agent = client_text(&c.user_agent);
+    macro_rules! line {
+        ($level:expr) => {
+            tracing::event!(
+                target: "berth::audit",
+                $level,
+                event = ev.kind,
+                who = &*who,
+                repository = %ev.repository,
+                reference = %reference,
+                from = &*from,
+                client = %c.addr,
+                user_agent = %user_agent,
+                result,
+                status = status.as_u16(),
+                "{} {who} {} {reference} {result}", ev.kind, ev.repository
+            )
+        };
+    }
+    if refused(status) {
+        line!(tracing::Level::WARN);
+    } else {
+        line!(tracing::Level::INFO);
+    }
 }
 
 /// Logs a login attempt (`how`: `basic` on /v2, `token` at the token endpoint).
 pub fn login(who: &str, how: &str, ok: bool, reason: &str, c: &ClientInfo) {
     let result = if ok { "ok" } else { "failed" };
     let who = client_text(who);
-    tracing::info!(
-        target: "berth::audit",
-        event = "login",
-        who = &*who,
-        method = how,
-        result,
-        reason = &*client_text(reason),
-        client = %c.addr,
-        user_agent = %client_text(&c.user_agent),
-        "login {who} via {how} {result}"
-    );
+    let (reason, user_agent) = (client_text(reason), client_text(&c.user_agent));
+    macro_rules! line {
+        ($level:expr) => {
+            tracing::event!(
+                target: "berth::audit",
+                $level,
+                event = "login",
+                who = &*who,
+                method = how,
+                result,
+                reason = &*reason,
+                client = %c.addr,
+                user_agent = %user_agent,
+                "login {who} via {how} {result}"
+            )
+        };
+    }
+    // A failed login is what `grep -i warn` must find.
+    if ok {
+        line!(tracing::Level::INFO);
+    } else {
+        line!(tracing::Level::WARN);
+    }
 }
 
 /// The longest client text logged as sent.
@@ -108,6 +131,11 @@ fn client_text(s: &str) -> Cow<'_, str> {
     } else {
         Cow::Owned(quoted(s))
     }
+}
+
+/// Whether `s` refuses the caller (401, 403, 429): logged at WARN.
+pub fn refused(s: StatusCode) -> bool {
+    matches!(s.as_u16(), 401 | 403 | 429)
 }
 
 fn outcome(s: StatusCode) -> &'static str {

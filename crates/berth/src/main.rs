@@ -10,6 +10,7 @@ mod cli_files;
 mod cli_robot;
 mod cli_user;
 mod config;
+mod datadir;
 mod events;
 mod health;
 mod kube_secret;

@@ -43,6 +43,8 @@ struct Detail {
     query: Option<String>,
     remote: String,
     req_headers: Option<HeaderMap>,
+    /// Whether the request sent credentials (a 401 to it is a refusal, not a challenge).
+    credentials: bool,
 }
 
 impl Detail {
@@ -59,6 +61,7 @@ impl Detail {
                 .map(|c| c.0.to_string())
                 .unwrap_or_default(),
             req_headers: o.events.as_ref().map(|_| req.headers().clone()),
+            credentials: req.headers().contains_key(header::AUTHORIZATION),
         }
     }
 }
@@ -127,18 +130,37 @@ pub async fn observe(State(o): State<Arc<Observe>>, mut req: Request, next: Next
 fn access_line(d: &Detail, id: &str, user: &str, status: u16, h: &HeaderMap, took: Duration) {
     let bytes = header_str(h, header::CONTENT_LENGTH).unwrap_or("-");
     let (method, path) = (&d.method, &d.path);
-    tracing::info!(
-        target: "berth::access",
-        request_id = %id,
-        remote = %d.remote,
-        user = %if user.is_empty() { "-" } else { user },
-        method = %method,
-        path = %path,
-        status,
-        bytes,
-        duration_ms = (took.as_secs_f64() * 1000.0 * 10.0).round() / 10.0,
-        "{method} {path} {status}"
-    );
+    let user = if user.is_empty() { "-" } else { user };
+    let duration_ms = (took.as_secs_f64() * 1000.0 * 10.0).round() / 10.0;
+    macro_rules! line {
+        ($level:expr) => {
+            tracing::event!(
+                target: "berth::access",
+                $level,
+                request_id = %id,
+                remote = %d.remote,
+                user = %user,
+                method = %method,
+                path = %path,
+                status,
+                bytes,
+                duration_ms,
+                "{method} {path} {status}"
+            )
+        };
+    }
+    if refused(status, d.credentials) {
+        line!(tracing::Level::WARN);
+    } else {
+        line!(tracing::Level::INFO);
+    }
+}
+
+/// Whether an answer refuses the caller and belongs at WARN: 403 and 429 always, 401 when the
+/// request carried credentials (a 401 to a request without any is the normal challenge every
+/// client meets first).
+fn refused(status: u16, credentials: bool) -> bool {
+    matches!(status, 403 | 429) || (status == 401 && credentials)
 }
 
 /// The path with `http.prefix` stripped.
@@ -298,6 +320,16 @@ impl Drop for Counted {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn refusals_are_warnings_challenges_are_not() {
+        assert!(refused(403, false) && refused(429, false) && refused(401, true));
+        assert!(
+            !refused(401, false),
+            "the first 401 of every token flow is a challenge"
+        );
+        assert!(!refused(200, true) && !refused(404, true) && !refused(500, true));
+    }
 
     #[test]
     fn request_ids_are_kept_when_sane() {

@@ -1,5 +1,6 @@
 //! Building the registry from settings and serving it until SIGTERM/SIGINT.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -42,6 +43,9 @@ pub enum ServeError {
     /// Storage root, listener or runtime failure.
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    /// A data directory is missing or not writable (the message says what to run).
+    #[error("{0}")]
+    DataDir(String),
     /// The metadata database could not be opened.
     #[error("metadata database: {0}")]
     Meta(#[from] berth_meta::MetaError),
@@ -264,7 +268,7 @@ fn s3_options(s: &S3Settings) -> S3Options {
 async fn build_components(settings: &Settings) -> Result<Components, ServeError> {
     let (storage, driver): (Arc<dyn Backend>, &'static str) = match &settings.storage {
         StorageSettings::Filesystem { root } => {
-            std::fs::create_dir_all(root)?;
+            crate::datadir::ensure_writable(root, None).map_err(ServeError::DataDir)?;
             (Arc::new(FsBackend::new(root)?), "filesystem")
         }
         StorageSettings::S3(s3) => (Arc::new(S3Backend::new(&s3_options(s3))?), "s3"),
@@ -273,9 +277,9 @@ async fn build_components(settings: &Settings) -> Result<Components, ServeError>
     let (meta, outbox, inventory): (Arc<dyn MetaStore>, Arc<dyn Outbox>, Arc<dyn Inventory>) =
         match &settings.database {
             DatabaseSettings::Sqlite { path } => {
-                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                    std::fs::create_dir_all(dir)?;
-                }
+                let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+                crate::datadir::ensure_writable(dir.unwrap_or(Path::new(".")), Some(path))
+                    .map_err(ServeError::DataDir)?;
                 let db = SqliteStore::open(path, SqliteOptions::default())?;
                 (Arc::new(db.clone()), Arc::new(db.clone()), Arc::new(db))
             }

@@ -138,3 +138,65 @@ fn user_add_refuses_passwords_bcrypt_would_cut() {
         .stdout();
     assert_eq!(listed.lines().collect::<Vec<_>>(), ["alice", "carol"]);
 }
+
+/// The image's user (uid 65532) on a data volume created by root: `berth serve` stops at once
+/// with a message naming the problem, the path, the uid and the `chown` to run, for the
+/// filesystem storage root and for the SQLite database's directory.
+#[test]
+fn a_data_directory_it_cannot_write_is_explained() {
+    use std::os::unix::fs::PermissionsExt;
+    let t = TestDir::new("datadir-perms");
+    let volume = t.join("volume");
+    fs::create_dir_all(&volume).unwrap();
+    // root-owned, world-readable, not writable by others: what `docker volume create` leaves
+    fs::set_permissions(t.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    fs::set_permissions(&volume, fs::Permissions::from_mode(0o755)).unwrap();
+    let writable = t.join("writable");
+    fs::create_dir_all(&writable).unwrap();
+    std::os::unix::fs::chown(&writable, Some(65532), Some(65532)).unwrap();
+    let run = |storage: &Path, db: &Path| {
+        Cmd::new("setpriv")
+            .args(["--reuid=65532", "--regid=65532", "--clear-groups"])
+            .arg(berth_bin())
+            .arg("serve")
+            .env("REGISTRY_HTTP_ADDR", "127.0.0.1:0")
+            .env("REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY", storage)
+            .env(
+                "REGISTRY_DATABASE_URL",
+                format!("sqlite://{}", db.display()),
+            )
+            .run_fail()
+    };
+    for (storage, db, bad) in [
+        (
+            volume.join("data"),
+            writable.join("meta.sqlite"),
+            volume.clone(),
+        ),
+        (
+            writable.join("data"),
+            volume.join("db/meta.sqlite"),
+            volume.clone(),
+        ),
+    ] {
+        let out = run(&storage, &db);
+        let err = &out.stderr;
+        assert!(err.contains("permission denied"), "{}", out.describe());
+        assert!(
+            err.contains(&bad.display().to_string()),
+            "{}",
+            out.describe()
+        );
+        assert!(err.contains("uid 65532"), "{}", out.describe());
+        assert!(
+            err.contains(&format!("chown -R 65532:65532 {}", bad.display())),
+            "{}",
+            out.describe()
+        );
+        assert!(
+            !err.to_lowercase().contains("sqlite"),
+            "no database error: {}",
+            out.describe()
+        );
+    }
+}

@@ -5,7 +5,7 @@
 //! Berth's own included). The value is read as a YAML scalar (or YAML document), so `"true"` is a
 //! bool and `5000` a number; typed fields accept either spelling. `REGISTRY_STORAGE=s3` and
 //! `REGISTRY_AUTH=htpasswd` select the storage driver or auth kind, dropping the others, as the
-//! seeds' docker-compose files rely on.
+//! usual registry:2 docker-compose files rely on.
 
 use serde_yaml::{Mapping, Value};
 

@@ -141,15 +141,22 @@ impl Cmd {
     /// other's cached blob locations (no surprise cross-repo mounts), runs with the same
     /// directory share them (deliberate mounts).
     pub fn containers(program: &str, cache_dir: &Path) -> Self {
-        let real = require_tool(program);
         require_root("a private blob-info cache needs `unshare -m`");
         std::fs::create_dir_all(cache_dir).expect("create blob-info cache dir");
         let script = "mkdir -p /var/lib/containers/cache && \
                       mount --bind \"$0\" /var/lib/containers/cache && exec \"$@\"";
+        Cmd::unshared(program, script, cache_dir)
+    }
+
+    /// `program` run as `unshare -m sh -c SCRIPT ARG0 PROGRAM ARGS...`: in a private mount
+    /// namespace that `script` sets up (its `$0` is `arg0`) before it ends with `exec "$@"`.
+    /// Messages show `program ARGS...` only.
+    pub fn unshared(program: &str, script: &str, arg0: &Path) -> Self {
+        let real = require_tool(program);
         let mut c = Cmd::new("unshare");
         c.display = program.to_string();
         c.args = vec!["-m".into(), "sh".into(), "-c".into(), script.into()];
-        c.args.push(cache_dir.as_os_str().to_owned());
+        c.args.push(arg0.as_os_str().to_owned());
         c.args.push(real.into_os_string());
         c.hidden = c.args.len();
         c

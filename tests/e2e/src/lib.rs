@@ -2,9 +2,9 @@
 //!
 //! Each test starts its own registry ([`Server`]: Berth, or Distribution 2.8.2 with
 //! `E2E_TARGET=distribution`) on a free 127.0.0.1 port with fresh storage, drives it with a real
-//! client (skopeo, podman, buildah, ctr, the ORAS and Helm Python SDKs, the Rust `oci-client`)
-//! and checks real outcomes: digests, bytes, tag lists, 404s. Everything the test starts is
-//! killed when its guard drops.
+//! client (skopeo, podman, buildah, ctr, Docker Engine, the ORAS and Helm Python SDKs, the Rust
+//! `oci-client`) and checks real outcomes: digests, bytes, tag lists, 404s. Everything the test
+//! starts is killed when its guard drops.
 //!
 //! Nothing is skipped silently: a missing client binary fails the test with a pointer to
 //! `scripts/install-test-deps`. The permitted gates are [`target_supports_referrers`] and
@@ -13,6 +13,7 @@
 
 pub mod cmd;
 pub mod containerd;
+pub mod docker;
 pub mod fixtures;
 pub mod http;
 pub mod nginx;
@@ -29,6 +30,7 @@ use tempfile::TempDir;
 
 pub use cmd::{require_root, require_tool, Cmd, Output};
 pub use containerd::Containerd;
+pub use docker::Dockerd;
 pub use fixtures::{
     assert_bytes_eq, file_digest, images, layer_digests, random_bytes, read_json, sha256_digest,
     unpack_rootfs, Images, OciLayout, DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST,

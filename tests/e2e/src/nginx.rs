@@ -2,13 +2,15 @@
 //! balancer is set up for Berth in production (docs/deploy-ha.md): round-robin over the
 //! upstreams with no stickiness, unlimited body size, request and response buffering off (blobs
 //! stream through in both directions), long timeouts for large blobs, `Host` and `X-Forwarded-*`
-//! passed on.
+//! passed on. [`Nginx::start_tls`] terminates TLS in front, as a compose file with nginx and
+//! Berth does.
 //!
 //! It runs as a non-daemon child (`daemon off`, one worker) with a generated config, pid file,
 //! logs and temp paths in its own temp dir, on a free 127.0.0.1 port, and is killed when the
 //! [`Nginx`] is dropped (and by the kernel if the test dies first).
 
 use std::fs;
+use std::net::TcpStream;
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -21,17 +23,53 @@ use crate::cmd::require_tool;
 use crate::http;
 use crate::server::{die_with_parent, free_port, keep_or_remove, tail_lines};
 
+/// TLS termination for [`Nginx::start_tls`]: the loopback address to listen on and the
+/// certificate chain and key to present.
+#[derive(Debug, Clone)]
+pub struct TlsFront {
+    /// `127.0.0.1` or `::1`.
+    pub listen: String,
+    /// PEM chain (leaf first).
+    pub cert: PathBuf,
+    /// PEM key.
+    pub key: PathBuf,
+}
+
+impl TlsFront {
+    /// The `listen` address as it is written before `:PORT` (`[::1]` for IPv6).
+    fn host(&self) -> String {
+        if self.listen.contains(':') {
+            format!("[{}]", self.listen)
+        } else {
+            self.listen.clone()
+        }
+    }
+}
+
 /// A running nginx proxying to a fixed set of upstreams.
 pub struct Nginx {
     child: Option<Child>,
     dir: Option<TempDir>,
     port: u16,
+    tls: Option<TlsFront>,
 }
 
 impl Nginx {
     /// Starts nginx on a free port in front of `upstreams` (`127.0.0.1:PORT` each) and waits
     /// until `GET /v2/` through it answers 200.
     pub fn start(upstreams: &[String]) -> Nginx {
+        Nginx::launch(upstreams, None)
+    }
+
+    /// Like [`Nginx::start`], terminating TLS (HTTP/1.1) on `front.listen`; upstreams get
+    /// `X-Forwarded-Proto: https`. Ready once nginx has written
+    /// its pid file (its sockets are bound then) and accepts TCP connections; trust and name
+    /// checks are the clients' business.
+    pub fn start_tls(upstreams: &[String], front: &TlsFront) -> Nginx {
+        Nginx::launch(upstreams, Some(front))
+    }
+
+    fn launch(upstreams: &[String], tls: Option<&TlsFront>) -> Nginx {
         let bin = require_tool("nginx");
         let mut last = String::new();
         for _ in 0..5 {
@@ -42,13 +80,14 @@ impl Nginx {
             let port = free_port();
             fs::write(
                 dir.path().join("nginx.conf"),
-                config(dir.path(), port, upstreams),
+                config(dir.path(), &listen(port, tls), upstreams),
             )
             .expect("write nginx.conf");
             let mut n = Nginx {
                 child: None,
                 dir: Some(dir),
                 port,
+                tls: tls.cloned(),
             };
             n.spawn(&bin);
             match n.wait_ready() {
@@ -60,14 +99,21 @@ impl Nginx {
         panic!("nginx found no free port after 5 tries:\n{last}")
     }
 
-    /// `127.0.0.1:PORT`.
+    /// `127.0.0.1:PORT` (`[::1]:PORT` for a TLS front on `::1`).
     pub fn addr(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        let host = self.tls.as_ref().map_or("127.0.0.1".into(), TlsFront::host);
+        format!("{host}:{}", self.port)
     }
 
-    /// `http://127.0.0.1:PORT`.
+    /// The port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `http://127.0.0.1:PORT` (`https://…` for a TLS front).
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr())
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr())
     }
 
     /// nginx's error log so far.
@@ -111,9 +157,7 @@ impl Nginx {
                     self.error_log()
                 ));
             }
-            if http::request("GET", &format!("{}/v2/", self.url()), &[], &[])
-                .is_ok_and(|r| r.status == 200)
-            {
+            if self.answers() {
                 return Ok(());
             }
             if Instant::now() > deadline {
@@ -121,6 +165,18 @@ impl Nginx {
             }
             thread::sleep(Duration::from_millis(25));
         }
+    }
+
+    /// Plain HTTP: `GET /v2/` answers 200. TLS: the pid file names our child and the port
+    /// accepts connections.
+    fn answers(&self) -> bool {
+        if self.tls.is_none() {
+            return http::request("GET", &format!("{}/v2/", self.url()), &[], &[])
+                .is_ok_and(|r| r.status == 200);
+        }
+        let pid = fs::read_to_string(self.dir().join("nginx.pid")).unwrap_or_default();
+        let ours = self.child.as_ref().map(|c| c.id().to_string());
+        ours.as_deref() == Some(pid.trim()) && TcpStream::connect(self.addr()).is_ok()
     }
 
     fn kill(&mut self) {
@@ -149,8 +205,21 @@ impl Drop for Nginx {
     }
 }
 
+/// The `listen` directive (plus the certificate lines for TLS) of the server block.
+fn listen(port: u16, tls: Option<&TlsFront>) -> String {
+    match tls {
+        None => format!("listen 127.0.0.1:{port};"),
+        Some(t) => format!(
+            "listen {}:{port} ssl;\n    ssl_certificate {};\n    ssl_certificate_key {};",
+            t.host(),
+            t.cert.display(),
+            t.key.display()
+        ),
+    }
+}
+
 /// The generated nginx.conf: the settings docs/deploy-ha.md recommends.
-fn config(dir: &Path, port: u16, upstreams: &[String]) -> String {
+fn config(dir: &Path, listen: &str, upstreams: &[String]) -> String {
     let servers: String = upstreams
         .iter()
         .map(|u| format!("    server {u} max_fails=0;\n"))
@@ -177,7 +246,7 @@ http {{
 {servers}    keepalive 16;
   }}
   server {{
-    listen 127.0.0.1:{port};
+    {listen}
     client_max_body_size 0;
     proxy_request_buffering off;
     proxy_buffering off;

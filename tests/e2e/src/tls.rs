@@ -95,7 +95,23 @@ impl Pki {
     /// A server certificate for `127.0.0.1` and `localhost` with serial `serial` (hex), signed
     /// by the intermediate; `cert` holds leaf + intermediate.
     pub fn server(&self, name: &str, serial: &str, kind: KeyKind) -> Leaf {
-        let mut leaf = self.sign(name, "127.0.0.1", "intermediate", SERVER_EXT, serial, kind);
+        let leaf = self.sign(name, "127.0.0.1", "intermediate", SERVER_EXT, serial, kind);
+        self.with_chain(name, leaf)
+    }
+
+    /// A server certificate (EC, PKCS#8) for the subject alternative names `san`, in openssl
+    /// syntax (`DNS:registry.example,IP:::1`), with the first name as its common name; otherwise
+    /// like [`Pki::server`].
+    pub fn server_for(&self, name: &str, serial: &str, san: &str) -> Leaf {
+        let ext = SERVER_EXT.replace("IP:127.0.0.1,DNS:localhost", san);
+        let cn = san.split(',').next().unwrap_or(san);
+        let cn = cn.split_once(':').map_or(cn, |(_, v)| v);
+        let leaf = self.sign(name, cn, "intermediate", &ext, serial, KeyKind::EcPkcs8);
+        self.with_chain(name, leaf)
+    }
+
+    /// `leaf` with its certificate file replaced by leaf + intermediate.
+    fn with_chain(&self, name: &str, mut leaf: Leaf) -> Leaf {
         let chain = [
             std::fs::read(&leaf.cert).expect("leaf"),
             std::fs::read(self.dir.join("intermediate.crt")).expect("intermediate"),

@@ -3,7 +3,7 @@
 use axum::body::Body;
 use axum::http::{header, HeaderMap, StatusCode};
 use berth_oci::{Digest, ErrorCode, RepoName};
-use berth_registry::{Registry, RegistryError};
+use berth_registry::{BlobRead, Registry, RegistryError};
 
 use crate::error::{ApiError, ApiResult};
 use crate::util::{empty, finish, parse_range, BadRange};
@@ -32,14 +32,8 @@ pub async fn get(
         Ok(range) => range,
         Err(BadRange) => return Err(bad_range(reg.stat_blob(repo, digest).await?)),
     };
-    if let Some(url) = reg.blob_redirect(repo, digest).await? {
-        let b = empty(StatusCode::TEMPORARY_REDIRECT)
-            .header(header::LOCATION, url)
-            .header(DIGEST_HEADER, digest.as_str());
-        return finish(b, Body::empty());
-    }
-    let blob = reg
-        .get_blob(repo, digest, range)
+    let opened = reg
+        .open_blob(repo, digest, range)
         .await
         .map_err(|e| match e {
             RegistryError::RangeInvalid { size } => {
@@ -47,6 +41,15 @@ pub async fn get(
             }
             other => other.into(),
         })?;
+    let blob = match opened {
+        BlobRead::Body(blob) => blob,
+        BlobRead::Redirect(url) => {
+            let b = empty(StatusCode::TEMPORARY_REDIRECT)
+                .header(header::LOCATION, url)
+                .header(DIGEST_HEADER, digest.as_str());
+            return finish(b, Body::empty());
+        }
+    };
     let (status, len) = match blob.range {
         Some((first, last)) => (StatusCode::PARTIAL_CONTENT, last - first + 1),
         None => (StatusCode::OK, blob.size),

@@ -16,6 +16,14 @@ pub enum RangeSpec {
     Suffix(u64),
 }
 
+/// How a blob GET is answered.
+pub enum BlobRead {
+    /// Fetch it from this (presigned) URL.
+    Redirect(String),
+    /// These bytes.
+    Body(BlobBody),
+}
+
 /// A blob ready to stream: its total size, the served range (inclusive end) and the bytes.
 pub struct BlobBody {
     /// Size of the whole blob.
@@ -39,24 +47,35 @@ impl Registry {
         }
     }
 
-    /// A URL the client may fetch blob `digest` of `repo` from directly, when redirects are on
-    /// ([`Registry::with_blob_redirect`]), the backend presigns URLs and the blob is linked in
-    /// `repo`. `None`: serve it with [`Registry::get_blob`] (unknown blobs included, so the
-    /// error comes from there).
-    pub async fn blob_redirect(&self, repo: &RepoName, digest: &Digest) -> Result<Option<String>> {
-        let Some(expires) = self.redirect else {
-            return Ok(None);
+    /// Opens blob `digest` of `repo` for a GET, with one metadata lookup: a URL the client may
+    /// fetch it from directly when redirects are on ([`Registry::with_blob_redirect`]), the
+    /// backend presigns URLs and the blob is linked in `repo` (the client sends its `Range` to
+    /// that URL); else the bytes (or an inclusive byte range of them). Manifests are blobs too.
+    pub async fn open_blob(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        range: Option<RangeSpec>,
+    ) -> Result<BlobRead> {
+        let Some(size) = self.meta.blob_size(repo, digest).await? else {
+            return self
+                .manifest_blob_body(repo, digest, range)
+                .await
+                .map(BlobRead::Body);
         };
-        if self.meta.blob_size(repo, digest).await?.is_none() {
-            return Ok(None);
+        if let Some(expires) = self.redirect {
+            let key = layout::blob(digest);
+            if let Some(url) = self.storage.presign_get(&key, expires).await? {
+                return Ok(BlobRead::Redirect(url));
+            }
         }
-        Ok(self
-            .storage
-            .presign_get(&layout::blob(digest), expires)
-            .await?)
+        self.stream_blob(repo, digest, size, range)
+            .await
+            .map(BlobRead::Body)
     }
 
-    /// Streams a blob (or an inclusive byte range `[first, last?]` of it) from `repo`.
+    /// Streams a blob (or an inclusive byte range `[first, last?]` of it) from `repo`, never
+    /// redirecting.
     pub async fn get_blob(
         &self,
         repo: &RepoName,
@@ -66,6 +85,16 @@ impl Registry {
         let Some(size) = self.meta.blob_size(repo, digest).await? else {
             return self.manifest_blob_body(repo, digest, range).await;
         };
+        self.stream_blob(repo, digest, size, range).await
+    }
+
+    async fn stream_blob(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        size: u64,
+        range: Option<RangeSpec>,
+    ) -> Result<BlobBody> {
         let served = resolve_range(range, size)?;
         let byte_range = served.map(|(first, last)| ByteRange {
             start: first,

@@ -25,7 +25,7 @@ use berth_meta::MetaStore;
 use berth_storage::Backend;
 
 pub use berth_storage::ByteStream;
-pub use blobs::{BlobBody, RangeSpec};
+pub use blobs::{BlobBody, BlobRead, RangeSpec};
 pub use error::{RegistryError, Result};
 pub use listing::Page;
 pub use manifests::{PutManifest, MANIFEST_READ_LIMIT};

@@ -124,7 +124,10 @@ fn refreshed(
                 AuthFailure::InvalidToken(e) => e.to_string(),
                 other => format!("{other:?}"),
             };
-            audit::login("refresh-token", "refresh", false, &why, client);
+            let who = auth
+                .refresh_subject(token)
+                .unwrap_or_else(|| "refresh-token".into());
+            audit::login(&who, "refresh", false, &why, client);
             Err(token_unauthorized(&format!(
                 "the refresh token is not valid ({why}); log in again"
             )))

@@ -255,6 +255,15 @@ fn refresh_tokens_work_like_docker_login_and_end_with_the_password() {
             && l.contains("who=alice")),
         "{log}"
     );
+    // A refused refresh names the user too (its signature still verifies), at WARN.
+    let refused = log
+        .lines()
+        .find(|l| l.contains("method=refresh") && l.contains("result=failed"))
+        .unwrap_or_else(|| panic!("no refused refresh in the log:\n{log}"));
+    assert!(
+        refused.contains("who=alice") && refused.contains("WARN"),
+        "{refused}"
+    );
 }
 
 #[test]

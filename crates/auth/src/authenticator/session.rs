@@ -86,6 +86,13 @@ impl Authenticator {
         Ok((caller, session))
     }
 
+    /// The subject of a refresh token that is validly signed and unexpired, whether or not it
+    /// is still bound to its principal: who a refused refresh was for, for the audit log.
+    pub fn refresh_subject(&self, token: &str) -> Option<String> {
+        let verifier = self.verifier.as_ref().filter(|_| self.own_tokens)?;
+        verifier.verify_refresh(token).ok().map(|s| s.subject)
+    }
+
     /// Mints an access token for `caller`, who logged in with basic credentials or, with
     /// `session`, presented a refresh token; plus a refresh token when a login asks for
     /// `offline` access. The access token grants the requested scopes the policy allows and

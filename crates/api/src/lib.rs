@@ -11,6 +11,8 @@
 //! decides, and only then does a handler run. Pushes, mounts, deletes and logins are written to
 //! the audit log ([`audit`]) whatever the outcome.
 
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
+
 mod access;
 mod audit;
 mod blobs;

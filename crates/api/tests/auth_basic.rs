@@ -1,6 +1,14 @@
 //! Access control with basic credentials (htpasswd users and robots), through the router:
 //! every denial answers the right status and code and leaves storage and metadata unchanged.
 
+// Test code: a failed unwrap/expect is how a test fails, and output goes to the test log.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
+
 mod auth_common;
 mod common;
 

@@ -1,6 +1,14 @@
 //! Bearer tokens through the router: Berth's own token endpoint and the attacks on it, and
 //! registry:2's external `auth.token` mode with a certificate bundle.
 
+// Test code: a failed unwrap/expect is how a test fails, and output goes to the test log.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
+
 mod auth_common;
 mod common;
 

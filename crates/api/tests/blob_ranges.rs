@@ -1,6 +1,14 @@
 //! `Range` on blob GET: every 416 names the blob's size in `Content-Range: bytes */<size>` and
 //! carries an OCI error body; a last byte position past the blob (or past `u64`) reads to the end.
 
+// Test code: a failed unwrap/expect is how a test fails, and output goes to the test log.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
+
 mod common;
 
 use berth_oci::Digest;

@@ -1,6 +1,14 @@
 //! OCI Distribution Spec conformance, "content management" (deletes) and bad input of every kind:
 //! each answers the right OCI error and leaves storage unchanged.
 
+// Test code: a failed unwrap/expect is how a test fails, and output goes to the test log.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
+
 mod common;
 
 use berth_oci::Digest;

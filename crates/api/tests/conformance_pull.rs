@@ -1,6 +1,14 @@
 //! OCI Distribution Spec conformance, "pull" and "content discovery" workflows: manifests and
 //! blobs by tag and digest, ranges, tag listing, catalog and referrers with pagination.
 
+// Test code: a failed unwrap/expect is how a test fails, and output goes to the test log.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
+
 mod common;
 
 use berth_oci::Digest;

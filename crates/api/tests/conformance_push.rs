@@ -1,6 +1,14 @@
 //! OCI Distribution Spec conformance, "push" workflow: upload sessions (monolithic, streamed,
 //! chunked, resumable), cross-repository mounts and manifest pushes, including every error path.
 
+// Test code: a failed unwrap/expect is how a test fails, and output goes to the test log.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
+
 mod common;
 
 use berth_oci::{Algorithm, Digest};

@@ -34,6 +34,14 @@
 //! `Resp::assert_error`; that every code string is uppercase letters and underscores, by the code
 //! table's own test in `berth_oci`.
 
+// Test code: a failed unwrap/expect is how a test fails, and output goes to the test log.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
+
 mod common;
 
 use berth_oci::{Algorithm, Digest};

@@ -1,6 +1,14 @@
 //! Error messages that name client input (names, references, digests, media types, query
 //! parameters) repeat it escaped and cut to a few dozen characters, never raw.
 
+// Test code: a failed unwrap/expect is how a test fails, and output goes to the test log.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
+
 mod common;
 
 use berth_oci::{Digest, QUOTE_LIMIT};

@@ -26,6 +26,8 @@
 //! checks for `x5c` chains); `subtle` (constant-time comparison); `humantime` (RFC 3339 times
 //! and `30d` durations in the robots file and CLI).
 
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
+
 mod authenticator;
 pub mod htpasswd;
 mod options;

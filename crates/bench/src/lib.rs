@@ -18,6 +18,8 @@
 //!   separate, so scripts (`scripts/bench-compare`) consume `--json` and tests assert on fields.
 //!   Latencies go into an HDR histogram (`hdrhistogram`), per worker, merged at the end.
 
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
+
 mod auth;
 mod content;
 mod http;

@@ -2,6 +2,14 @@
 //! with `E2E_TARGET=distribution`): every workload with tiny sizes and counts must finish with
 //! zero errors and exactly the operations asked for. Nothing here looks at timings.
 
+// Test code: a failed unwrap/expect is how a test fails, and output goes to the test log.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
+
 use std::process::Command;
 
 use berth_bench::{Args, Report, WorkloadKind, WorkloadReport};

@@ -9,6 +9,8 @@ use axum::middleware::{from_fn_with_state, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
+use berth_api::ApiError;
+use berth_oci::ErrorCode;
 use berth_registry::Registry;
 
 use crate::health::Health;
@@ -155,12 +157,12 @@ async fn strip_prefix(State(prefix): State<Arc<String>>, mut req: Request, next:
     resp
 }
 
+/// 404 for a path outside `http.prefix`, as OCI error JSON.
 fn not_found() -> Response {
-    let body = r#"{"errors":[{"code":"UNSUPPORTED","message":"unknown endpoint: the registry is served below http.prefix"}]}"#;
-    (
-        StatusCode::NOT_FOUND,
-        [(header::CONTENT_TYPE, "application/json")],
-        body,
+    ApiError::msg(
+        ErrorCode::Unsupported,
+        "unknown endpoint: the registry is served below http.prefix",
     )
-        .into_response()
+    .status(StatusCode::NOT_FOUND)
+    .into_response()
 }

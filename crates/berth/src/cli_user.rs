@@ -104,6 +104,8 @@ fn edit(
 }
 
 /// One line from standard input (a prompt on stderr when it is a terminal).
+// The prompt is the CLI talking to the person at the terminal, not a log line.
+#[allow(clippy::print_stderr)]
 fn read_password() -> Result<String, CliError> {
     let stdin = std::io::stdin();
     if stdin.is_terminal() {

@@ -3,6 +3,14 @@
 //! the docker-compose environment blocks of registry:2 deployments, `berth config schema`, and
 //! `berth serve` starting despite an unknown key while logging a warning that names it.
 
+// Test code: a failed unwrap/expect is how a test fails, and output goes to the test log.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
+
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::thread;

@@ -2,6 +2,14 @@
 //! check the promises: every completed push is intact, nothing partial is visible, in-flight upload
 //! sessions either resume or fail with a clean OCI error.
 
+// Test code: a failed unwrap/expect is how a test fails, and output goes to the test log.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
+
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};

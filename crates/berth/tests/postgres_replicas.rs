@@ -4,6 +4,14 @@
 //! between them, a delete is visible everywhere, and a PostgreSQL restart makes requests fail
 //! with 503 UNAVAILABLE and then work again without restarting either replica.
 
+// Test code: a failed unwrap/expect is how a test fails, and output goes to the test log.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
+
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;

@@ -3,6 +3,9 @@
 //!
 //! Run: `cargo bench -p berth-meta` (criterion; not part of the test suite).
 
+// Benchmark code: criterion_group! generates undocumented public fns, and setup failures may panic.
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
+
 use berth_meta::sqlite::{SqliteOptions, SqliteStore};
 use berth_meta::{MetaStore, NewManifest};
 use berth_oci::{Digest, Reference, RepoName, Tag};

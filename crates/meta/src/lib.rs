@@ -12,6 +12,8 @@
 //! (`postgres::PostgresStore`, feature `postgres`) serves several replicas sharing one database.
 //! Both pass the same test [`suite`].
 
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
+
 pub mod ops;
 #[cfg(feature = "postgres")]
 pub mod postgres;

@@ -14,6 +14,10 @@
 //! crate, the `suite` feature. A store that persists implements [`Fixture::reopen`] so the suite
 //! also checks that data survives closing and reopening.
 
+// Test-suite code (compiled only for tests through the `suite` feature): a failed unwrap/expect
+// is how a case fails.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::sync::Arc;
 
 use async_trait::async_trait;

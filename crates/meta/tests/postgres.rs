@@ -2,6 +2,14 @@
 //! migrations run concurrently, a server restart under load, the query plans of the hot read
 //! statements, and the outbox/inventory role traits. Each test starts its own throwaway cluster (see `pg/mod.rs`).
 
+// Test code: a failed unwrap/expect is how a test fails, and output goes to the test log.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
+
 mod pg;
 
 use std::collections::BTreeMap;

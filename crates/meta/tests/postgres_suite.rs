@@ -1,6 +1,14 @@
 //! The MetaStore conformance suite (the same cases SQLite passes) against a real PostgreSQL:
 //! every case gets its own throwaway cluster (see `pg/mod.rs`).
 
+// Test code: a failed unwrap/expect is how a test fails, and output goes to the test log.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
+
 mod pg;
 
 berth_meta::meta_suite!(pg::PgFixture::new());

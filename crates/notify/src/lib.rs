@@ -16,6 +16,8 @@
 //! * **reqwest with rustls** for delivery: receivers are often HTTPS with private CAs (the system
 //!   trust store is used); hand-rolling an HTTP client is not where Berth adds value.
 
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
+
 mod deliver;
 mod event;
 mod queue;

@@ -3,6 +3,9 @@
 //!
 //! Run: `cargo bench -p berth-oci` (criterion; not part of the test suite).
 
+// Benchmark code: criterion_group! generates undocumented public fns, and setup failures may panic.
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
+
 use berth_oci::manifest::Manifest;
 use berth_oci::{Algorithm, Digest, Hasher, Reference, RepoName};
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};

@@ -12,6 +12,8 @@
 //!   every append, so a session continues after a restart (or on another replica);
 //! * a manifest, its blob links and its tags commit in one metadata transaction.
 
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
+
 mod blobs;
 mod error;
 mod listing;

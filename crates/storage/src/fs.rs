@@ -676,6 +676,8 @@ mod tests {
 
     /// Append throughput with hyper-sized 16 KiB frames (coalesced into 1 MiB writes, no fsync),
     /// then the commit (one fsync of 1 GiB). Run like `read_throughput_1gib`.
+    // A benchmark run with --nocapture: its measurements on stderr are its output.
+    #[allow(clippy::print_stderr)]
     #[tokio::test(flavor = "multi_thread")]
     #[ignore = "benchmark"]
     async fn append_throughput_1gib() {
@@ -711,6 +713,8 @@ mod tests {
     /// consumer (count only / copy each chunk out). Run with
     /// `cargo test --release -p berth-storage --lib -- --ignored --nocapture read_throughput`
     /// (`BERTH_BENCH_DIR` picks the directory; default: a temp dir).
+    // A benchmark run with --nocapture: its measurements on stderr are its output.
+    #[allow(clippy::print_stderr)]
     #[tokio::test(flavor = "multi_thread")]
     #[ignore = "benchmark"]
     async fn read_throughput_1gib() {

@@ -19,6 +19,8 @@
 //! Hashing is not done here: the registry hashes the byte stream while it passes to
 //! [`UploadStore::upload_append`], so any backend gets digest verification for free.
 
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
+
 pub mod fs;
 pub mod layout;
 mod locks;

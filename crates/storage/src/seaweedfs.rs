@@ -14,6 +14,10 @@
 //! crate's `seaweedfs` feature; [`SeaweedFs::endpoint`] and the key pair are all a `berth serve`
 //! config needs.
 
+// Test harness (compiled only through the `seaweedfs` feature, for tests): a failed expect is
+// how a test that cannot start its server fails, with weed's log.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::fs;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::net::TcpListener;

@@ -14,6 +14,10 @@
 //! its backend is empty. The caller needs `tokio` (with `macros` and `rt-multi-thread`) as a
 //! dev-dependency and the `suite` feature of this crate.
 
+// Test-suite code (compiled only for tests through the `suite` feature): a failed unwrap/expect
+// is how a case fails.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::any::Any;
 use std::io;
 use std::time::Duration;
@@ -100,6 +104,8 @@ macro_rules! backend_suite {
 
 /// Runs one case of a sequential suite, catching its panic; reports it on stderr and returns
 /// whether it passed.
+// The verdict line is test output (libtest shows it with the failing test), not a log line.
+#[allow(clippy::print_stderr)]
 pub async fn run_case(name: &str, case: impl std::future::Future<Output = ()>) -> bool {
     use futures::FutureExt;
     let started = std::time::Instant::now();

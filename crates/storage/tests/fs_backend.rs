@@ -1,6 +1,14 @@
 //! What the shared backend suite cannot see: the files `FsBackend` leaves on disk, and the states a
 //! crash leaves behind. (The suite itself runs in `src/fs.rs`.)
 
+// Test code: a failed unwrap/expect is how a test fails, and output goes to the test log.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
+
 use std::path::Path;
 use std::sync::Arc;
 

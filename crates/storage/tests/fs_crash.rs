@@ -3,6 +3,14 @@
 //! the bytes its digest names. (This shows atomic visibility across a process crash; fsync
 //! ordering against power loss cannot be tested without a fault-injecting filesystem.)
 
+// Test code: a failed unwrap/expect is how a test fails, and output goes to the test log.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
+
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 

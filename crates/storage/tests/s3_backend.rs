@@ -3,6 +3,14 @@
 //! shared by two backend instances (two replicas), multipart assembly, abort cleanup, presigned
 //! URLs, plain HTTP with a CA bundle configured, and an outage in the middle of an upload.
 
+// Test code: a failed unwrap/expect is how a test fails, and output goes to the test log.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 

@@ -30,9 +30,13 @@ pub const HELLO_ARM64: &str = "hello from berth e2e (linux/arm64)\n";
 /// Size of `/big.bin` in `multi`.
 pub const BIG_SIZE: usize = 50 << 20;
 
+/// Media type of an OCI image manifest.
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+/// Media type of an OCI image index.
 pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+/// Media type of a Docker image manifest (schema 2).
 pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+/// Media type of a Docker manifest list.
 pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
 
 /// `sha256:<hex>` of some bytes.

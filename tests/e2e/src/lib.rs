@@ -11,6 +11,14 @@
 //! [`target_reloads_certificates`], for what Distribution 2.8.2 cannot do (both are always true
 //! for Berth). Assertions on Berth's own log lines are made only when the target is Berth.
 
+// Test code: a failed unwrap/expect is how a test fails, and output goes to the test log.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
+
 pub mod cmd;
 pub mod containerd;
 pub mod docker;

@@ -6,6 +6,14 @@
 //!
 //! These tests always run Berth (the token issuer and the limits are Berth features).
 
+// Test code: a failed unwrap/expect is how a test fails, and output goes to the test log.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
+
 use std::path::Path;
 use std::sync::{Arc, Barrier};
 use std::thread;

@@ -2,6 +2,14 @@
 //! platforms, one platform), tag, push to another repository, pull it back; digests, content
 //! and file contents are compared with the fixtures.
 
+// Test code: a failed unwrap/expect is how a test fails, and output goes to the test log.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
+
 use std::collections::BTreeSet;
 use std::fs;
 

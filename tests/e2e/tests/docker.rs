@@ -14,6 +14,14 @@
 //! `http.trustedproxies` (the realm's scheme and the audit's client address behind nginx) are
 //! Berth configuration.
 
+// Test code: a failed unwrap/expect is how a test fails, and output goes to the test log.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
+
 use std::path::{Path, PathBuf};
 use std::thread;
 use std::time::{Duration, Instant};

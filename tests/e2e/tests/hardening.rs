@@ -4,6 +4,14 @@
 //!
 //! These tests always run Berth (they check Berth's own answers and CLI).
 
+// Test code: a failed unwrap/expect is how a test fails, and output goes to the test log.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
+
 use std::fs;
 use std::path::Path;
 

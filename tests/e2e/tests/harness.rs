@@ -1,6 +1,14 @@
 //! The harness itself: fixtures have the promised shape, servers are isolated, and a SIGKILLed
 //! server restarts on the same port with the same storage (the basis for crash tests).
 
+// Test code: a failed unwrap/expect is how a test fails, and output goes to the test log.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
+
 use berth_e2e::fixtures::BIG_SIZE;
 use berth_e2e::{images, layer_digests, sha256_digest, Server, TestDir, OCI_INDEX};
 

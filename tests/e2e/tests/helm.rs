@@ -2,6 +2,14 @@
 //! tags, resolve, pull a version and compare the .tgz bytes. The checks live in
 //! `py/helm_e2e.py`; this file runs it and cross-checks the end state over HTTP.
 
+// Test code: a failed unwrap/expect is how a test fails, and output goes to the test log.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
+
 use berth_e2e::{run_python, sha256_digest, Server, TestDir, OCI_MANIFEST};
 
 #[test]

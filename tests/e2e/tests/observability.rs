@@ -7,6 +7,14 @@
 //! These tests always run Berth (`ServerOptions::pin_berth`): they check Berth's own metric names, log lines and health
 //! endpoints, not registry:2 API behaviour.
 
+// Test code: a failed unwrap/expect is how a test fails, and output goes to the test log.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
+
 use std::collections::HashSet;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;

@@ -2,6 +2,14 @@
 //! uploads), tags, catalog, raw manifests, cross-repo blob mounts, streamed chunked blob
 //! uploads, an image index with platform resolution, and a referrer pushed with `subject`.
 
+// Test code: a failed unwrap/expect is how a test fails, and output goes to the test log.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
+
 use std::collections::BTreeMap;
 
 use berth_e2e::{assert_bytes_eq, random_bytes, sha256_digest, target_supports_referrers, Server};

@@ -3,6 +3,14 @@
 //! API and its artifactType filter), tag deletion. The checks live in `py/oras_e2e.py`; this
 //! file runs it and cross-checks the end state over HTTP.
 
+// Test code: a failed unwrap/expect is how a test fails, and output goes to the test log.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
+
 use berth_e2e::{run_python, target_supports_referrers, Server, TestDir, OCI_INDEX};
 
 #[test]

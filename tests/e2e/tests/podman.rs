@@ -2,6 +2,14 @@
 //! formats, pull into a fresh store and check digests and file contents; a buildah-built docker
 //! manifest list pushed with `manifest push --all --format v2s2`, pulled back per architecture.
 
+// Test code: a failed unwrap/expect is how a test fails, and output goes to the test log.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
+
 use std::fs;
 
 use berth_e2e::fixtures::{HELLO_AMD64, HELLO_ARM64};

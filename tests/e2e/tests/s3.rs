@@ -4,6 +4,14 @@
 //! 307 redirects to presigned SeaweedFS URLs; with `storage.redirect.disable` the registry
 //! serves the bytes itself. Runs against Distribution 2.8.2 too (`E2E_TARGET=distribution`).
 
+// Test code: a failed unwrap/expect is how a test fails, and output goes to the test log.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
+
 use berth_e2e::fixtures::BIG_SIZE;
 use berth_e2e::http;
 use berth_e2e::{assert_bytes_eq, images, layer_digests, sha256_digest, Server, TestDir};

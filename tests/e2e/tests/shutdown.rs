@@ -3,6 +3,14 @@
 //! connections and exits 0; an upload that outlives the drain timeout is cut off, the exit is
 //! still clean, and nothing of the cut upload becomes visible.
 
+// Test code: a failed unwrap/expect is how a test fails, and output goes to the test log.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::thread;

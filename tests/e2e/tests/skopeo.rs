@@ -2,6 +2,14 @@
 //! `dir:`, multi-arch indexes with `--all`, docker v2s2 conversion, inspect, list-tags, sync,
 //! delete, a 50 MiB layer, cross-repo blob mounts and a zstd push of unknown length.
 
+// Test code: a failed unwrap/expect is how a test fails, and output goes to the test log.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
+
 use std::fs;
 use std::path::Path;
 

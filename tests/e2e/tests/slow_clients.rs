@@ -8,6 +8,14 @@
 //! 127.0.0.2 before connecting makes it a different client address. These tests always run
 //! Berth (the limits are Berth's own keys). No timing is asserted beyond correctness deadlines.
 
+// Test code: a failed unwrap/expect is how a test fails, and output goes to the test log.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
+
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 

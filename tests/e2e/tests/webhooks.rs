@@ -8,6 +8,14 @@
 //!
 //! Always runs Berth (`ServerOptions::pin_berth`): the outage phases read Berth's notification metrics.
 
+// Test code: a failed unwrap/expect is how a test fails, and output goes to the test log.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
+
 use std::collections::HashSet;
 use std::time::Duration;
 

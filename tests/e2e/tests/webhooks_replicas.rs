@@ -10,6 +10,14 @@
 //!
 //! Always runs Berth (`ServerOptions::pin_berth`): PostgreSQL metadata is Berth's.
 
+// Test code: a failed unwrap/expect is how a test fails, and output goes to the test log.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -170,6 +170,8 @@ async fn read_connections_cannot_write() {
 
 /// Each read statement must be index lookups only: no full scan, no sort.
 #[tokio::test]
+// The query plans go to the test output (shown with --nocapture or when the test fails).
+#[allow(clippy::print_stdout)]
 async fn read_statements_use_indexes() {
     let f = file_fixture().await;
     let statements = [

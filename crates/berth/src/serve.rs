@@ -262,6 +262,7 @@ fn s3_options(s: &S3Settings) -> S3Options {
     o.secure = s.secure;
     o.skip_verify = s.skip_verify;
     o.chunk_size = s.chunk_size;
+    o.request_timeout = s.request_timeout;
     o
 }
 

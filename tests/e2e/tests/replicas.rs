@@ -9,16 +9,29 @@
 //!   blob): the client gets OCI error JSON in bounded time, nothing half-written becomes
 //!   visible, and after SeaweedFS restarts on the same port and data pushes and pulls work again
 //!   without restarting Berth.
+//! * SeaweedFS frozen (SIGSTOP: connections accepted, never answered) during a push and a
+//!   pull: 503 `UNAVAILABLE` JSON within seconds (`storage.s3.requesttimeout`), and after
+//!   SIGCONT the push completes and the digests match.
 //! * PostgreSQL restarted under concurrent load: requests during the outage get 503
 //!   `UNAVAILABLE` JSON (never a hang, a 500 or a dropped connection), every acknowledged tag
 //!   push survives, and everything recovers without restarting Berth.
 //!
 //! Berth only (PostgreSQL metadata is a Berth feature), whatever `E2E_TARGET` says.
 
+// Test code: a failed unwrap/expect is how a test fails, and output goes to the test log.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
+
 #[path = "replicas/cluster.rs"]
 mod cluster;
 #[path = "replicas/faults.rs"]
 mod faults;
+#[path = "replicas/stall.rs"]
+mod stall;
 
 use berth_e2e::http;
 use berth_e2e::raw::{image_manifest, RawApi};

@@ -149,6 +149,11 @@ pub struct S3 {
     /// Multipart part size in bytes (minimum 5 MiB).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub chunksize: Option<Count>,
+    /// Berth: total time a small request (HEAD, DELETE, list, upload state, manifest-sized
+    /// bodies) may take, retries included, before it fails with 503 (default `5s`); blob
+    /// transfers fail only when they stall.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub requesttimeout: Option<GoDuration>,
 }
 
 /// A section with a single `enabled` switch.

@@ -150,6 +150,8 @@ pub struct S3Settings {
     pub skip_verify: bool,
     /// Multipart part size in bytes.
     pub chunk_size: u64,
+    /// Total limit of a small request (`requesttimeout`).
+    pub request_timeout: Duration,
 }
 
 /// `storage.maintenance.uploadpurging` when enabled.

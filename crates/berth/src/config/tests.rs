@@ -285,6 +285,33 @@ fn s3_and_token_keys() {
     assert_eq!(l.warnings[0].key, "database.url");
 }
 
+/// `storage.s3.requesttimeout` (a Berth key inside registry:2's driver parameters, which
+/// registry:2 ignores): 5 s by default, a Go duration, overridable from the environment.
+#[test]
+fn s3_request_timeout() {
+    let s3 = |yaml: &str, vars: &[(&str, &str)]| match ok(yaml, vars).settings.storage {
+        StorageSettings::S3(s3) => s3.request_timeout,
+        other => panic!("{other:?}"),
+    };
+    let base = "storage:\n  s3:\n    region: r\n    bucket: b\n";
+    assert_eq!(s3(base, &[]), Duration::from_secs(5));
+    let two = format!("{base}    requesttimeout: 2500ms\n");
+    assert_eq!(s3(&two, &[]), Duration::from_millis(2500));
+    let var = [("REGISTRY_STORAGE_S3_REQUESTTIMEOUT", "10s")];
+    assert_eq!(s3(&two, &var), Duration::from_secs(10));
+    let loaded = ok(&two, &[]);
+    assert!(
+        loaded
+            .warnings
+            .iter()
+            .all(|w| !w.key.contains("requesttimeout")),
+        "{:?}",
+        loaded.warnings
+    );
+    let zero = format!("{base}    requesttimeout: 0s\n");
+    assert_eq!(err_key(&zero, &[]), "storage.s3.requesttimeout");
+}
+
 #[test]
 fn s3_region_defaults_for_compatible_endpoints() {
     let l = ok(

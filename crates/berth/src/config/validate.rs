@@ -291,6 +291,7 @@ fn s3_settings(s: &file::S3) -> R<S3Settings> {
             "signature v2 is not supported; remove the key or set it to true",
         ));
     }
+    let request_timeout = s3_request_timeout(s)?;
     let chunk_size = s.chunksize.map_or(DEFAULT_CHUNK, |c| c.0);
     if chunk_size < MIN_CHUNK {
         return Err(ConfigError::value(
@@ -311,7 +312,23 @@ fn s3_settings(s: &file::S3) -> R<S3Settings> {
         secure: s.secure.is_none_or(|f| f.0),
         skip_verify: s.skipverify.is_some_and(|f| f.0),
         chunk_size,
+        request_timeout,
     })
+}
+
+/// `storage.s3.requesttimeout`: more than zero; 5 s when absent.
+fn s3_request_timeout(s: &file::S3) -> R<Duration> {
+    let timeout = s
+        .requesttimeout
+        .as_ref()
+        .map_or(berth_storage::s3::DEFAULT_REQUEST_TIMEOUT, |d| d.0);
+    if timeout.is_zero() {
+        return Err(ConfigError::value(
+            "storage.s3.requesttimeout",
+            "must be more than zero, e.g. 5s",
+        ));
+    }
+    Ok(timeout)
 }
 
 fn database(d: &file::Database, s: &StorageSettings, w: &mut Vec<Warning>) -> R<DatabaseSettings> {

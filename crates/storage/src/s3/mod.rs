@@ -37,10 +37,21 @@
 //! Nothing lives in process memory between requests, so any replica continues any session.
 //! Memory per request is one part buffer. A blob can have at most 10 000 parts (S3's limit):
 //! 97 GiB at the default 10 MiB `chunksize`.
+//!
+//! # Time limits
+//!
+//! Small requests (`HEAD`, `DELETE`, list pages, multipart create/abort/complete, the state
+//! object and other bodies up to 1 MiB, and every `GET` until its headers arrive) must finish,
+//! retries included, within `requesttimeout` (5 s); transfers (blob bodies, part objects,
+//! `UploadPartCopy`) only fail when they stop moving for the idle timeout (60 s). See
+//! [`deadline`].
 
+mod deadline;
 mod options;
 mod raw;
 mod session;
+#[cfg(test)]
+mod stall_tests;
 mod upload;
 
 use std::io;
@@ -59,7 +70,10 @@ use crate::layout::Key;
 use crate::locks::UploadLocks;
 use crate::{BlobRead, BlobRedirect, BlobWrite, ByteRange, ByteStream, Result, StorageError};
 
-pub use options::{S3Options, DEFAULT_CHUNK_SIZE, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE};
+pub use options::{
+    S3Options, DEFAULT_CHUNK_SIZE, DEFAULT_IDLE_TIMEOUT, DEFAULT_REQUEST_TIMEOUT, MAX_CHUNK_SIZE,
+    MIN_CHUNK_SIZE,
+};
 pub use raw::PendingMultipart;
 
 /// Blob storage in an S3 bucket, laid out as [`layout`](crate::layout) describes under the
@@ -69,6 +83,8 @@ pub struct S3Backend {
     raw: raw::RawClient,
     prefix: String,
     part_size: usize,
+    /// Total limit of a small request ([`S3Options::request_timeout`]).
+    request_timeout: Duration,
     locks: Arc<UploadLocks>,
     describe: String,
 }
@@ -80,11 +96,15 @@ impl std::fmt::Debug for S3Backend {
 }
 
 /// A failed S3 call as the contract's `Backend` error, with what was being done. When the
-/// service could not be reached at all (refused connection, timeout, a transfer cut off, all
-/// retries spent), the `io::Error` carries a connection [`io::ErrorKind`]: the registry answers
-/// those with 503 `UNAVAILABLE` (retry later) rather than 500 `UNKNOWN`.
+/// service could not be reached at all (refused connection, timeout, no answer within
+/// `requesttimeout`, a transfer cut off, all retries spent), the `io::Error` carries a
+/// connection [`io::ErrorKind`]: the registry answers those with 503 `UNAVAILABLE` (retry
+/// later) rather than 500 `UNKNOWN`.
 fn backend_err(what: &str, e: impl S3Cause) -> StorageError {
-    StorageError::Backend(io::Error::new(e.kind(), format!("S3 {what}: {e}")))
+    StorageError::Backend(io::Error::new(
+        e.kind(),
+        format!("S3 {what}: {}", e.describe()),
+    ))
 }
 
 /// What an S3 failure says about reachability.
@@ -92,6 +112,11 @@ trait S3Cause: std::fmt::Display {
     /// `Other`, or a connection kind when the service was not reachable.
     fn kind(&self) -> io::ErrorKind {
         io::ErrorKind::Other
+    }
+
+    /// The message for the log.
+    fn describe(&self) -> String {
+        self.to_string()
     }
 }
 
@@ -110,19 +135,31 @@ impl S3Cause for object_store::Error {
                     _ => io::ErrorKind::Other,
                 };
             }
+            // a call cut off by its time limit (`deadline`)
+            if let Some(io) = e.downcast_ref::<io::Error>() {
+                if io.kind() == io::ErrorKind::TimedOut {
+                    return io::ErrorKind::TimedOut;
+                }
+            }
             cause = e.source();
         }
         io::ErrorKind::Other
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            // a call cut off by its time limit: "no answer within 5s (…)"
+            object_store::Error::Generic { store, source } if *store == deadline::STORE => {
+                source.to_string()
+            }
+            other => other.to_string(),
+        }
     }
 }
 
 impl S3Cause for raw::RawError {
     fn kind(&self) -> io::ErrorKind {
-        if self.unreachable {
-            io::ErrorKind::ConnectionAborted
-        } else {
-            io::ErrorKind::Other
-        }
+        self.kind
     }
 }
 
@@ -157,6 +194,7 @@ impl S3Backend {
             prefix: opts.key_prefix(),
             // validate() bounds chunk_size to 5 GiB, which fits a 64-bit usize
             part_size: usize::try_from(opts.chunk_size).unwrap_or(usize::MAX),
+            request_timeout: opts.request_timeout,
             locks: Arc::default(),
             describe,
         })
@@ -184,6 +222,24 @@ impl S3Backend {
         self.part_size
     }
 
+    /// Runs a small call (no body, or one of at most `len` bytes) within `requesttimeout`; a
+    /// larger body is a transfer, which only the idle timeout limits.
+    async fn bounded<T>(
+        &self,
+        len: u64,
+        call: impl std::future::Future<Output = object_store::Result<T>>,
+    ) -> object_store::Result<T> {
+        deadline::within(deadline::for_body(self.request_timeout, len), call).await
+    }
+
+    /// Runs a body-less call within `requesttimeout`.
+    async fn small<T>(
+        &self,
+        call: impl std::future::Future<Output = object_store::Result<T>>,
+    ) -> object_store::Result<T> {
+        self.bounded(0, call).await
+    }
+
     /// The object path of `key`.
     fn path(&self, key: &Key) -> Path {
         Path::from(format!("{}{}", self.prefix, key.as_str()))
@@ -201,7 +257,7 @@ impl S3Backend {
         let dir = (!dir.is_empty()).then(|| Path::from(dir));
         let mut out = Vec::new();
         let mut listing = self.store.list(dir.as_ref());
-        while let Some(meta) = listing.next().await {
+        while let Some(meta) = deadline::next_within(self.request_timeout, &mut listing).await {
             let meta = meta.map_err(|e| map_err("list", e))?;
             if meta.location.as_ref().starts_with(&full) {
                 out.push(meta.location);
@@ -218,7 +274,7 @@ impl S3Backend {
         }
         let input = futures::stream::iter(paths.into_iter().map(Ok)).boxed();
         let mut results = self.store.delete_stream(input);
-        while let Some(r) = results.next().await {
+        while let Some(r) = deadline::next_within(self.request_timeout, &mut results).await {
             match r {
                 Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
                 Err(e) => return Err(backend_err("delete", e)),
@@ -234,7 +290,7 @@ impl S3Backend {
         start: u64,
         e: object_store::Error,
     ) -> StorageError {
-        match self.store.head(path).await {
+        match self.small(self.store.head(path)).await {
             Ok(meta) if start >= meta.size => StorageError::RangeNotSatisfiable { size: meta.size },
             Ok(_) => map_err("get", e),
             Err(head) => map_err("head", head),
@@ -243,14 +299,17 @@ impl S3Backend {
 
     async fn read_path(&self, path: Path, range: Option<ByteRange>) -> Result<ByteStream> {
         let Some(range) = range else {
-            let got = self.store.get(&path).await.map_err(|e| map_err("get", e))?;
+            // until the headers arrive; the body is a transfer
+            let got = self
+                .small(self.store.get(&path))
+                .await
+                .map_err(|e| map_err("get", e))?;
             return Ok(into_byte_stream(got.into_stream()));
         };
         if range.end.is_some_and(|end| end <= range.start) {
             // an empty range: only existence and the start position need checking
             let size = self
-                .store
-                .head(&path)
+                .small(self.store.head(&path))
                 .await
                 .map_err(|e| map_err("head", e))?
                 .size;
@@ -267,12 +326,14 @@ impl S3Backend {
             range: Some(get_range),
             ..Default::default()
         };
-        match self.store.get_opts(&path, opts).await {
+        match self.small(self.store.get_opts(&path, opts)).await {
             Ok(got) if range.start >= got.meta.size => Err(StorageError::RangeNotSatisfiable {
                 size: got.meta.size,
             }),
             Ok(got) => Ok(into_byte_stream(got.into_stream())),
             Err(e @ object_store::Error::NotFound { .. }) => Err(map_err("get", e)),
+            // unreachable: asking again (HEAD) would only double the wait
+            Err(e) if e.kind() != io::ErrorKind::Other => Err(map_err("get", e)),
             Err(e) => Err(self.classify_range_failure(&path, range.start, e).await),
         }
     }
@@ -288,7 +349,7 @@ fn into_byte_stream(
 #[async_trait]
 impl BlobRead for S3Backend {
     async fn stat(&self, key: &Key) -> Result<Option<u64>> {
-        match self.store.head(&self.path(key)).await {
+        match self.small(self.store.head(&self.path(key))).await {
             Ok(meta) => Ok(Some(meta.size)),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(backend_err("head", e)),
@@ -303,8 +364,9 @@ impl BlobRead for S3Backend {
 #[async_trait]
 impl BlobWrite for S3Backend {
     async fn put(&self, key: &Key, data: Bytes) -> Result<()> {
-        self.store
-            .put(&self.path(key), PutPayload::from(data))
+        let len = data.len() as u64;
+        let path = self.path(key);
+        self.bounded(len, self.store.put(&path, PutPayload::from(data)))
             .await
             .map_err(|e| backend_err("put", e))?;
         Ok(())
@@ -314,7 +376,7 @@ impl BlobWrite for S3Backend {
         if self.stat(key).await?.is_none() {
             return Ok(false);
         }
-        match self.store.delete(&self.path(key)).await {
+        match self.small(self.store.delete(&self.path(key))).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(true),
             Err(e) => Err(backend_err("delete", e)),
         }
@@ -329,9 +391,9 @@ impl BlobWrite for S3Backend {
 #[async_trait]
 impl BlobRedirect for S3Backend {
     async fn presign_get(&self, key: &Key, expires: Duration) -> Result<Option<String>> {
+        let path = self.path(key);
         let url = self
-            .store
-            .signed_url(http::Method::GET, &self.path(key), expires)
+            .small(self.store.signed_url(http::Method::GET, &path, expires))
             .await
             .map_err(|e| backend_err("presign", e))?;
         Ok(Some(url.to_string()))

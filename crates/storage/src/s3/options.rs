@@ -14,6 +14,10 @@ pub const MIN_CHUNK_SIZE: u64 = 5 << 20;
 pub const DEFAULT_CHUNK_SIZE: u64 = 10 << 20;
 /// S3's largest part (5 GiB); a part is held in memory while it is sent, so keep it modest.
 pub const MAX_CHUNK_SIZE: u64 = 5 << 30;
+/// Default [`S3Options::request_timeout`]: how long a small request may take, retries included.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default [`S3Options::idle_timeout`]: how long a transfer may go without receiving a byte.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Environment variables that supply credentials when `accesskey`/`secretkey` are not set, as the
 /// AWS SDKs read them (static keys, session token, web identity / IRSA, ECS and EKS pod identity).
@@ -71,6 +75,16 @@ pub struct S3Options {
     pub max_retries: usize,
     /// Give up retrying a request after this long.
     pub retry_timeout: Duration,
+    /// `requesttimeout` (a Berth key): the whole time, retries included, that a small request
+    /// may take: `HEAD`, `DELETE`, listings, multipart create/abort/complete, `GET`s until their
+    /// headers arrive, and `PUT`/`GET` of bodies up to 1 MiB (upload state, manifests). A
+    /// stalled endpoint then fails the request with a timeout (503 `UNAVAILABLE`) in this long.
+    /// Default 5 s.
+    pub request_timeout: Duration,
+    /// For transfers (blob bodies, part objects, `UploadPartCopy`): no limit on their whole
+    /// time, but a response that delivers no byte for this long (and a request whose answer
+    /// does not begin this long after it was sent) fails. Default 60 s.
+    pub idle_timeout: Duration,
 }
 
 impl fmt::Debug for S3Options {
@@ -90,6 +104,8 @@ impl fmt::Debug for S3Options {
             .field("chunk_size", &self.chunk_size)
             .field("skip_verify", &self.skip_verify)
             .field("ca_bundle", &self.ca_bundle)
+            .field("request_timeout", &self.request_timeout)
+            .field("idle_timeout", &self.idle_timeout)
             .finish_non_exhaustive()
     }
 }
@@ -114,6 +130,8 @@ impl S3Options {
                 .map(PathBuf::from),
             max_retries: 3,
             retry_timeout: Duration::from_secs(20),
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
         }
     }
 
@@ -151,6 +169,12 @@ impl S3Options {
                 "storage.s3.chunksize {} must be between {MIN_CHUNK_SIZE} (5 MiB) and {MAX_CHUNK_SIZE} (5 GiB)",
                 self.chunk_size
             ));
+        }
+        if self.request_timeout.is_zero() {
+            return Err("storage.s3.requesttimeout must be more than zero".into());
+        }
+        if self.idle_timeout.is_zero() {
+            return Err("the S3 idle timeout must be more than zero".into());
         }
         if self.access_key.is_some() != self.secret_key.is_some() {
             return Err("storage.s3.accesskey and secretkey must be set together".into());
@@ -193,11 +217,12 @@ impl S3Options {
         let mut opts = ClientOptions::new()
             .with_allow_http(bucket_url.starts_with("http://"))
             .with_allow_invalid_certificates(self.skip_verify)
-            .with_connect_timeout(Duration::from_secs(5))
-            // no limit on a whole request (a blob GET lasts as long as its client reads), but
-            // a connection that stops delivering bytes is dropped
+            .with_connect_timeout(self.request_timeout.min(Duration::from_secs(5)))
+            // no limit on a whole request here (a blob GET lasts as long as its client reads),
+            // but a connection that stops delivering bytes is dropped; small requests get their
+            // total limit (`request_timeout`) from the backend, around each call
             .with_timeout_disabled()
-            .with_read_timeout(Duration::from_secs(60))
+            .with_read_timeout(self.idle_timeout)
             .with_pool_idle_timeout(Duration::from_secs(30));
         if let (Some(path), true) = (&self.ca_bundle, bucket_url.starts_with("https://")) {
             let pem = std::fs::read(path)
@@ -306,6 +331,9 @@ mod tests {
         let mut o = opts(None);
         o.access_key = Some("k".into());
         assert!(o.validate().is_err());
+        let mut o = opts(None);
+        o.request_timeout = Duration::ZERO;
+        assert!(o.validate().unwrap_err().contains("requesttimeout"));
         let mut o = opts(None);
         o.v4auth = false;
         assert!(o.validate().is_err(), "no V2 signatures on AWS");

@@ -2,17 +2,21 @@
 //! and SigV4 signer ([`AwsAuthorizer`]): `UploadPartCopy` (server-side assembly of a blob from
 //! its part objects), `ListMultipartUploads` (leftover checks) and `CreateBucket` (test setup).
 
+use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Method, Request, StatusCode};
 use object_store::aws::{AmazonS3, AwsAuthorizer, AwsCredential};
-use object_store::client::{HttpClient, HttpConnector, HttpRequestBody, ReqwestConnector};
+use object_store::client::{
+    HttpClient, HttpConnector, HttpError, HttpErrorKind, HttpRequestBody, ReqwestConnector,
+};
 use object_store::path::Path;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde::Deserialize;
 
+use super::deadline;
 use super::options::S3Options;
 
 /// Characters kept verbatim in a key inside a URL or `x-amz-copy-source` (as object_store).
@@ -24,7 +28,7 @@ const PATH_ENCODE_SET: AsciiSet = NON_ALPHANUMERIC
     .remove(b'/');
 /// Characters kept verbatim in a query value.
 const QUERY_ENCODE_SET: AsciiSet = PATH_ENCODE_SET.add(b'/');
-/// Attempts per raw request (connection errors and 5xx are retried).
+/// Attempts per raw request (connection errors and 5xx are retried; timeouts are not).
 const ATTEMPTS: u32 = 3;
 
 /// An error of a raw request (the caller wraps it in `StorageError::Backend`).
@@ -32,16 +36,36 @@ const ATTEMPTS: u32 = 3;
 pub(crate) struct RawError {
     /// What failed, for the log.
     pub(crate) message: String,
-    /// The service was not reachable (connection or transfer failed on every attempt).
-    pub(crate) unreachable: bool,
+    /// `Other`, or a connection kind (`TimedOut`, `ConnectionAborted`) when the service was
+    /// not reachable (connection or transfer failed on every attempt, or no answer in time).
+    pub(crate) kind: io::ErrorKind,
 }
 
 impl From<String> for RawError {
     fn from(message: String) -> Self {
         RawError {
             message,
-            unreachable: false,
+            kind: io::ErrorKind::Other,
         }
+    }
+}
+
+impl RawError {
+    /// A request that did not finish within `limit`.
+    fn timed_out(what: &str, limit: Duration) -> Self {
+        RawError {
+            message: format!("{what}: {}", deadline::timed_out(limit)),
+            kind: io::ErrorKind::TimedOut,
+        }
+    }
+
+    /// A connection or transfer failure (a timeout of the idle limit included).
+    fn unreachable(message: String, e: &HttpError) -> Self {
+        let kind = match e.kind() {
+            HttpErrorKind::Timeout => io::ErrorKind::TimedOut,
+            _ => io::ErrorKind::ConnectionAborted,
+        };
+        RawError { message, kind }
     }
 }
 
@@ -58,6 +82,8 @@ pub(crate) struct RawClient {
     bucket_url: String,
     bucket: String,
     region: String,
+    /// Total limit of a small request ([`S3Options::request_timeout`]).
+    request_timeout: Duration,
 }
 
 /// A multipart upload the bucket still holds (neither completed nor aborted).
@@ -111,6 +137,7 @@ impl RawClient {
             bucket_url: bucket_url.to_string(),
             bucket: opts.bucket.clone(),
             region: opts.region_or_default(),
+            request_timeout: opts.request_timeout,
         })
     }
 
@@ -119,7 +146,8 @@ impl RawClient {
     }
 
     /// Copies the whole object `source` into part `part_number` (1-based) of multipart upload
-    /// `upload_id` of `dest`; returns the part's ETag.
+    /// `upload_id` of `dest`; returns the part's ETag. A transfer (the service copies a whole
+    /// part before it answers): only the idle timeout applies.
     pub(crate) async fn upload_part_copy(
         &self,
         dest: &Path,
@@ -133,9 +161,8 @@ impl RawClient {
             utf8_percent_encode(upload_id, &QUERY_ENCODE_SET)
         );
         let copy_source = format!("{}/{}", self.bucket, encode_path(source));
-        let body = self
-            .send(Method::PUT, &url, &[("x-amz-copy-source", &copy_source)])
-            .await?;
+        let headers = [("x-amz-copy-source", copy_source.as_str())];
+        let body = self.send(Method::PUT, &url, &headers, None).await?;
         let result: CopyPartResult = quick_xml::de::from_reader(body.as_ref())
             .map_err(|e| format!("UploadPartCopy: unexpected response: {e}"))?;
         Ok(result.e_tag)
@@ -161,7 +188,8 @@ impl RawClient {
                     utf8_percent_encode(id, &QUERY_ENCODE_SET)
                 ));
             }
-            let body = self.send(Method::GET, &url, &[]).await?;
+            let limit = Some(self.request_timeout);
+            let body = self.send(Method::GET, &url, &[], limit).await?;
             let page: ListMultipartUploadsResult = quick_xml::de::from_reader(body.as_ref())
                 .map_err(|e| format!("ListMultipartUploads: unexpected response: {e}"))?;
             out.extend(page.upload.into_iter().map(|u| PendingMultipart {
@@ -182,16 +210,36 @@ impl RawClient {
     /// Creates the bucket (`PUT /bucket`); an existing bucket owned by us is fine.
     pub(crate) async fn create_bucket(&self) -> Result<(), RawError> {
         let url = format!("{}/", self.bucket_url);
-        match self.send(Method::PUT, &url, &[]).await {
+        match self
+            .send(Method::PUT, &url, &[], Some(self.request_timeout))
+            .await
+        {
             Err(e) if e.message.contains("BucketAlreadyOwnedByYou") => Ok(()),
             other => other.map(drop),
         }
     }
 
-    /// Sends a body-less signed request, retrying connection errors and 5xx responses.
+    /// Sends a body-less signed request, retrying connection errors and 5xx responses; with a
+    /// `limit`, all attempts together end after that long.
     async fn send(
         &self,
         method: Method,
+        url: &str,
+        headers: &[(&str, &str)],
+        limit: Option<Duration>,
+    ) -> Result<Bytes, RawError> {
+        let attempts = self.send_with_retries(&method, url, headers);
+        let Some(limit) = limit else {
+            return attempts.await;
+        };
+        tokio::time::timeout(limit, attempts)
+            .await
+            .unwrap_or_else(|_| Err(RawError::timed_out(&format!("{method} {url}"), limit)))
+    }
+
+    async fn send_with_retries(
+        &self,
+        method: &Method,
         url: &str,
         headers: &[(&str, &str)],
     ) -> Result<Bytes, RawError> {
@@ -208,7 +256,8 @@ impl RawClient {
         }
     }
 
-    /// One attempt; the error says whether it is worth retrying.
+    /// One attempt; the error says whether it is worth retrying (a timeout is not: the
+    /// service is stalled, and another attempt would only multiply the wait).
     async fn send_once(
         &self,
         method: Method,
@@ -216,14 +265,9 @@ impl RawClient {
         headers: &[(&str, &str)],
     ) -> Result<Bytes, (bool, RawError)> {
         let credential = self.credential().await.map_err(|e| (false, e))?;
-        let unreachable = |message: String| {
-            (
-                true,
-                RawError {
-                    message,
-                    unreachable: true,
-                },
-            )
+        let unreachable = |message: String, e: HttpError| {
+            let retry = e.kind() != HttpErrorKind::Timeout;
+            (retry, RawError::unreachable(message, &e))
         };
         let mut builder = Request::builder().method(method.clone()).uri(url);
         for (name, value) in headers {
@@ -239,13 +283,12 @@ impl RawClient {
             .http
             .execute(request)
             .await
-            .map_err(|e| unreachable(format!("{method} {url}: {e}")))?;
+            .map_err(|e| unreachable(format!("{method} {url}: {e}"), e))?;
         let status = response.status();
-        let body = response
-            .into_body()
-            .bytes()
-            .await
-            .map_err(|e| unreachable(format!("{method} {url}: reading the response: {e}")))?;
+        let body =
+            response.into_body().bytes().await.map_err(|e| {
+                unreachable(format!("{method} {url}: reading the response: {e}"), e)
+            })?;
         // UploadPartCopy may fail after a 200 status line: the error is then in the body
         let error_body = body.starts_with(b"<?xml") && find_tag(&body, "Code").is_some();
         if status.is_success() && !error_body {

@@ -16,7 +16,7 @@ use object_store::{
 };
 
 use super::session::{PartRef, PendingCommit, SessionState, MAX_PARTS};
-use super::{backend_err, into_byte_stream, map_err, S3Backend};
+use super::{backend_err, deadline, into_byte_stream, map_err, S3Backend};
 use crate::layout::{self, Key};
 use crate::{ByteStream, Result, StorageError, UploadStore};
 
@@ -57,13 +57,12 @@ impl S3Backend {
     /// Reads a session's state; `NotFound` for an unknown session.
     async fn load(&self, id: &UploadId) -> Result<Loaded> {
         let got = self
-            .store
-            .get(&self.state_path(id))
+            .small(self.store.get(&self.state_path(id)))
             .await
             .map_err(|e| map_err("get upload state", e))?;
         let etag = got.meta.e_tag.clone();
-        let data = got
-            .bytes()
+        let data = self
+            .bounded(got.meta.size, got.bytes())
             .await
             .map_err(|e| backend_err("get upload state", e))?;
         let state = SessionState::decode(data).map_err(|e| backend_err("upload", e))?;
@@ -85,9 +84,10 @@ impl S3Backend {
             ..Default::default()
         };
         let payload = PutPayload::from(state.encode());
+        let len = payload.content_length() as u64;
+        let path = self.state_path(id);
         match self
-            .store
-            .put_opts(&self.state_path(id), payload, opts)
+            .bounded(len, self.store.put_opts(&path, payload, opts))
             .await
         {
             Ok(done) => Ok(done.e_tag),
@@ -103,7 +103,7 @@ impl S3Backend {
     /// Deletes everything under the session's prefix, the state object first (so a failure
     /// half-way leaves only unreferenced parts, which are garbage, never a broken session).
     async fn remove_session(&self, id: &UploadId) -> Result<()> {
-        match self.store.delete(&self.state_path(id)).await {
+        match self.small(self.store.delete(&self.state_path(id))).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
             Err(e) => return Err(backend_err("delete upload state", e)),
         }
@@ -114,7 +114,8 @@ impl S3Backend {
     /// Aborts a multipart upload a previous commit left open; failures only leave garbage.
     async fn abort_pending(&self, pending: &PendingCommit) {
         let path = Path::from(pending.path.as_str());
-        if let Err(e) = self.store.abort_multipart(&path, &pending.upload_id).await {
+        let abort = self.store.abort_multipart(&path, &pending.upload_id);
+        if let Err(e) = self.small(abort).await {
             tracing::debug!(path = %pending.path, error = %e, "could not abort a pending multipart upload (it may be gone)");
         }
     }
@@ -122,8 +123,7 @@ impl S3Backend {
     /// Creates a multipart upload at `dest` and fills it from the session's parts and tail.
     async fn assemble(&self, id: &UploadId, loaded: &mut Loaded, dest: &Path) -> Result<()> {
         let upload_id = self
-            .store
-            .create_multipart(dest)
+            .small(self.store.create_multipart(dest))
             .await
             .map_err(|e| backend_err("create multipart upload", e))?;
         loaded.state.commit = Some(PendingCommit {
@@ -173,17 +173,20 @@ impl S3Backend {
             .into_iter()
             .map(|content_id| PartId { content_id })
             .collect();
+        let upload_id = upload_id.to_string();
         if !state.tail.is_empty() {
+            let len = state.tail.len() as u64;
             let tail = PutPayload::from(state.tail.clone());
+            let put = self.store.put_part(dest, &upload_id, parts.len(), tail);
             let part = self
-                .store
-                .put_part(dest, &upload_id.to_string(), parts.len(), tail)
+                .bounded(len, put)
                 .await
                 .map_err(|e| backend_err("upload part", e))?;
             parts.push(part);
         }
-        self.store
-            .complete_multipart(dest, &upload_id.to_string(), parts)
+        let limit = deadline::for_complete(self.request_timeout, parts.len());
+        let complete = self.store.complete_multipart(dest, &upload_id, parts);
+        deadline::within(Some(limit), complete)
             .await
             .map_err(|e| backend_err("complete multipart upload", e))?;
         Ok(())
@@ -280,9 +283,10 @@ impl<'a> Appender<'a> {
         let payload = PutPayload::from_iter(self.buf.drain(..));
         self.buf_len = 0;
         self.written.push(part.clone());
+        let path = self.backend.part_path(self.id, &part);
+        // a part is at least 5 MiB: a transfer, limited by the idle timeout only
         self.backend
-            .store
-            .put(&self.backend.part_path(self.id, &part), payload)
+            .bounded(part.size, self.backend.store.put(&path, payload))
             .await
             .map_err(|e| backend_err("put upload part", e))?;
         self.state.parts.push(part);
@@ -338,7 +342,8 @@ impl UploadStore for S3Backend {
             head: true,
             ..Default::default()
         };
-        let got = match self.store.get_opts(&self.state_path(id), head).await {
+        let path = self.state_path(id);
+        let got = match self.small(self.store.get_opts(&path, head)).await {
             Ok(got) => got,
             Err(object_store::Error::NotFound { .. }) => return Ok(None),
             Err(e) => return Err(backend_err("head upload state", e)),
@@ -382,6 +387,7 @@ impl UploadStore for S3Backend {
     async fn upload_read(&self, id: &UploadId) -> Result<ByteStream> {
         let loaded = self.load(id).await?;
         let store = std::sync::Arc::clone(&self.store);
+        let limit = Some(self.request_timeout);
         let parts: Vec<Path> = loaded
             .state
             .parts
@@ -392,7 +398,8 @@ impl UploadStore for S3Backend {
             .then(move |path| {
                 let store = std::sync::Arc::clone(&store);
                 async move {
-                    let got = store.get(&path).await;
+                    // until the headers arrive; the body is a transfer
+                    let got = deadline::within(limit, store.get(&path)).await;
                     got.map(|g| into_byte_stream(g.into_stream()))
                         .map_err(|e| io::Error::other(format!("S3 get upload part: {e}")))
                 }
@@ -410,9 +417,9 @@ impl UploadStore for S3Backend {
         }
         let dest = self.path(dest);
         if loaded.state.parts.is_empty() {
+            let len = loaded.state.tail.len() as u64;
             let tail = PutPayload::from(loaded.state.tail.clone());
-            self.store
-                .put(&dest, tail)
+            self.bounded(len, self.store.put(&dest, tail))
                 .await
                 .map_err(|e| backend_err("put blob", e))?;
         } else {

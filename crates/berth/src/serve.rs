@@ -263,7 +263,8 @@ fn s3_options(s: &S3Settings) -> S3Options {
     o.skip_verify = s.skip_verify;
     o.chunk_size = s.chunk_size;
     o.request_timeout = s.request_timeout;
-    o
+    // The only place the AWS variables are read: the storage crate reads no environment.
+    o.with_environment(|k| std::env::var(k).ok())
 }
 
 async fn build_components(settings: &Settings) -> Result<Components, ServeError> {

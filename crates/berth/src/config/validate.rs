@@ -277,7 +277,7 @@ fn s3_settings(s: &file::S3) -> R<S3Settings> {
     // registry:2 needs a region only for AWS itself; S3-compatible services take any
     let region = match (text(&s.region), text(&s.regionendpoint)) {
         (Some(r), _) => r,
-        (None, Some(_)) => "us-east-1".to_owned(),
+        (None, Some(_)) => berth_storage::s3::DEFAULT_REGION.to_owned(),
         (None, None) => {
             return Err(ConfigError::value(
                 "storage.s3.region",

@@ -71,8 +71,8 @@ use crate::locks::UploadLocks;
 use crate::{BlobRead, BlobRedirect, BlobWrite, ByteRange, ByteStream, Result, StorageError};
 
 pub use options::{
-    S3Options, DEFAULT_CHUNK_SIZE, DEFAULT_IDLE_TIMEOUT, DEFAULT_REQUEST_TIMEOUT, MAX_CHUNK_SIZE,
-    MIN_CHUNK_SIZE,
+    S3Options, CREDENTIAL_ENV, DEFAULT_CHUNK_SIZE, DEFAULT_IDLE_TIMEOUT, DEFAULT_REGION,
+    DEFAULT_REQUEST_TIMEOUT, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE,
 };
 pub use raw::PendingMultipart;
 

@@ -21,7 +21,10 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Environment variables that supply credentials when `accesskey`/`secretkey` are not set, as the
 /// AWS SDKs read them (static keys, session token, web identity / IRSA, ECS and EKS pod identity).
-const CREDENTIAL_ENV: &[&str] = &[
+/// The region when none is configured (registry:2's, and the AWS SDKs' fallback).
+pub const DEFAULT_REGION: &str = "us-east-1";
+/// The AWS variables [`S3Options::with_environment`] takes credentials from.
+pub const CREDENTIAL_ENV: &[&str] = &[
     "AWS_ACCESS_KEY_ID",
     "AWS_SECRET_ACCESS_KEY",
     "AWS_SESSION_TOKEN",
@@ -47,7 +50,8 @@ pub struct S3Options {
     pub access_key: Option<String>,
     /// `secretkey`.
     pub secret_key: Option<String>,
-    /// `region`; `AWS_REGION` / `AWS_DEFAULT_REGION`, then `us-east-1` when absent.
+    /// `region`; [`DEFAULT_REGION`] when absent ([`S3Options::with_environment`] fills it from
+    /// `AWS_REGION` / `AWS_DEFAULT_REGION`).
     pub region: Option<String>,
     /// `regionendpoint`: the endpoint of an S3-compatible service (`http://minio:9000`). A
     /// missing scheme means `https` (or `http` when `secure` is false). Absent: AWS.
@@ -71,6 +75,9 @@ pub struct S3Options {
     /// Extra trusted CA certificates (PEM bundle), as the AWS CLI's `AWS_CA_BUNDLE`; they add to
     /// the system roots and only matter for HTTPS endpoints.
     pub ca_bundle: Option<PathBuf>,
+    /// Credential settings from the environment ([`CREDENTIAL_ENV`] names and values), used
+    /// when `access_key` is absent; filled by [`S3Options::with_environment`].
+    pub env_credentials: Vec<(String, String)>,
     /// How many times a failed request is retried (connection errors, 5xx, throttling).
     pub max_retries: usize,
     /// Give up retrying a request after this long.
@@ -104,6 +111,14 @@ impl fmt::Debug for S3Options {
             .field("chunk_size", &self.chunk_size)
             .field("skip_verify", &self.skip_verify)
             .field("ca_bundle", &self.ca_bundle)
+            .field(
+                "env_credentials",
+                &self
+                    .env_credentials
+                    .iter()
+                    .map(|(k, _)| k)
+                    .collect::<Vec<_>>(),
+            )
             .field("request_timeout", &self.request_timeout)
             .field("idle_timeout", &self.idle_timeout)
             .finish_non_exhaustive()
@@ -111,7 +126,8 @@ impl fmt::Debug for S3Options {
 }
 
 impl S3Options {
-    /// Defaults for `bucket`, as registry:2 has them; `ca_bundle` comes from `AWS_CA_BUNDLE`.
+    /// Defaults for `bucket`, as registry:2 has them. Nothing is read from the environment:
+    /// the binary passes it in with [`S3Options::with_environment`].
     pub fn new(bucket: impl Into<String>) -> Self {
         S3Options {
             access_key: None,
@@ -125,9 +141,8 @@ impl S3Options {
             v4auth: true,
             chunk_size: DEFAULT_CHUNK_SIZE,
             skip_verify: false,
-            ca_bundle: std::env::var_os("AWS_CA_BUNDLE")
-                .filter(|v| !v.is_empty())
-                .map(PathBuf::from),
+            ca_bundle: None,
+            env_credentials: Vec::new(),
             max_retries: 3,
             retry_timeout: Duration::from_secs(20),
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
@@ -146,17 +161,30 @@ impl S3Options {
         }
     }
 
+    /// What the AWS SDKs (and so registry:2) take from the environment, looked up with
+    /// `lookup` (the binary's `std::env::var`; this crate reads no environment itself):
+    /// `AWS_CA_BUNDLE` when no bundle is set, `AWS_REGION` then `AWS_DEFAULT_REGION` when no
+    /// region is set, and the [`CREDENTIAL_ENV`] variables for when `access_key` is absent.
+    pub fn with_environment(mut self, lookup: impl Fn(&str) -> Option<String>) -> Self {
+        let get = |k: &str| lookup(k).filter(|v| !v.is_empty());
+        if self.ca_bundle.is_none() {
+            self.ca_bundle = get("AWS_CA_BUNDLE").map(PathBuf::from);
+        }
+        if self.region.as_deref().is_none_or(str::is_empty) {
+            self.region = get("AWS_REGION").or_else(|| get("AWS_DEFAULT_REGION"));
+        }
+        self.env_credentials = CREDENTIAL_ENV
+            .iter()
+            .filter_map(|name| get(name).map(|v| ((*name).to_string(), v)))
+            .collect();
+        self
+    }
+
     pub(crate) fn region_or_default(&self) -> String {
         self.region
             .clone()
             .filter(|r| !r.is_empty())
-            .or_else(|| std::env::var("AWS_REGION").ok().filter(|r| !r.is_empty()))
-            .or_else(|| {
-                std::env::var("AWS_DEFAULT_REGION")
-                    .ok()
-                    .filter(|r| !r.is_empty())
-            })
-            .unwrap_or_else(|| "us-east-1".to_string())
+            .unwrap_or_else(|| DEFAULT_REGION.to_string())
     }
 
     /// Checks the values a misconfiguration would otherwise only reveal at the first request.
@@ -254,10 +282,7 @@ impl S3Options {
     pub(crate) fn build_store(&self, bucket_url: &str) -> Result<AmazonS3, String> {
         let mut b = AmazonS3Builder::new();
         if self.access_key.is_none() {
-            for name in CREDENTIAL_ENV {
-                let Some(value) = std::env::var(name).ok().filter(|v| !v.is_empty()) else {
-                    continue;
-                };
+            for (name, value) in &self.env_credentials {
                 let key = AmazonS3ConfigKey::from_str(&name.to_ascii_lowercase())
                     .map_err(|e| format!("{name}: {e}"))?;
                 b = b.with_config(key, value);
@@ -286,6 +311,32 @@ mod tests {
         o.region = Some("eu-west-1".into());
         o.region_endpoint = endpoint.map(str::to_string);
         o
+    }
+
+    #[test]
+    fn the_environment_comes_from_the_caller() {
+        let vars = |k: &str| match k {
+            "AWS_CA_BUNDLE" => Some("/etc/ca.pem".to_string()),
+            "AWS_DEFAULT_REGION" => Some("eu-north-1".to_string()),
+            "AWS_ACCESS_KEY_ID" => Some("AKID".to_string()),
+            "AWS_SESSION_TOKEN" => Some(String::new()),
+            _ => None,
+        };
+        let o = S3Options::new("reg").with_environment(vars);
+        assert_eq!(o.ca_bundle, Some(PathBuf::from("/etc/ca.pem")));
+        assert_eq!(o.region_or_default(), "eu-north-1");
+        assert_eq!(
+            o.env_credentials,
+            [("AWS_ACCESS_KEY_ID".to_string(), "AKID".to_string())],
+            "empty values are ignored"
+        );
+        assert!(!format!("{o:?}").contains("AKID"), "values are not printed");
+        let mut configured = opts(None);
+        configured.ca_bundle = Some("/mine.pem".into());
+        let configured = configured.with_environment(vars);
+        assert_eq!(configured.region_or_default(), "eu-west-1", "config wins");
+        assert_eq!(configured.ca_bundle, Some(PathBuf::from("/mine.pem")));
+        assert_eq!(S3Options::new("reg").region_or_default(), DEFAULT_REGION);
     }
 
     #[test]

@@ -410,11 +410,14 @@ fn a_burst_of_concurrent_guesses_gets_at_most_the_limit_of_checks() {
     let count = |code| statuses.iter().filter(|s| **s == code).count();
     let (unauthorized, limited, ok) = (count(401), count(429), count(200));
     assert_eq!(unauthorized + limited + ok, 150, "{statuses:?}");
+    // At most the limit's worth of wrong passwords reach bcrypt; the right one (a success frees
+    // its slot) may be checked on top of them.
     assert!(
-        unauthorized + ok <= 10,
-        "{unauthorized} × 401 and {ok} × 200: more checks than the limit"
+        unauthorized <= 10,
+        "{unauthorized} × 401: more failed checks than the limit"
     );
-    assert!(limited >= 140, "{limited} × 429");
+    assert!(ok <= 1, "{ok} × 200");
+    assert!(limited >= 139, "{limited} × 429");
     // The same user and password on many connections at once is one check, not a burst.
     let t2 = TestDir::new("auth-burst-same");
     let s2 = start(&t2, "  limits:\n    clientfailures: 3\n");

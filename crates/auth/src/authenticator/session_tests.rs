@@ -52,12 +52,12 @@ async fn a_concurrent_burst_gets_at_most_the_limit_of_checks() {
             Err(other) => panic!("unexpected {other:?}"),
         }
     }
-    assert!(
-        wrong + ok <= 10,
-        "{wrong} wrong + {ok} right checks ran; the limit is 10"
-    );
+    // At most the limit's worth of wrong passwords are checked; the right one frees its slot,
+    // so it may run on top of them.
+    assert!(wrong <= 10, "{wrong} wrong checks ran; the limit is 10");
+    assert!(ok <= 1);
     assert_eq!(wrong + ok + limited, 150);
-    assert!(limited >= 140);
+    assert!(limited >= 139);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -315,6 +315,19 @@ impl TokenVerifier {
 
     /// Verifies `token` completely and returns what it grants.
     pub fn verify(&self, token: &str) -> Result<TokenAccess, TokenError> {
+        let claims: Claims = self.decode(token, &self.service, &["exp", "iss", "aud"])?;
+        Ok(TokenAccess::from_claims(&claims))
+    }
+
+    /// Picks the key (never from the token's say-so alone), accepts only that key's own
+    /// algorithms, then checks signature, `exp`/`nbf` with [`LEEWAY`], `iss`, `audience` and the
+    /// `required` claims.
+    fn decode<C: serde::de::DeserializeOwned>(
+        &self,
+        token: &str,
+        audience: &str,
+        required: &[&str],
+    ) -> Result<C, TokenError> {
         let header = RawHeader::parse(token)?;
         let key = self.key_for(&header)?;
         let alg = key
@@ -327,11 +340,11 @@ impl TokenVerifier {
         v.leeway = LEEWAY.as_secs();
         v.validate_nbf = true;
         v.set_issuer(&[&self.issuer]);
-        v.set_audience(&[&self.service]);
-        v.set_required_spec_claims(&["exp", "iss", "aud"]);
-        let data =
-            jsonwebtoken::decode::<Claims>(token, &key.decoding, &v).map_err(map_jwt_error)?;
-        Ok(TokenAccess::from_claims(&data.claims))
+        v.set_audience(&[audience]);
+        v.set_required_spec_claims(required);
+        jsonwebtoken::decode::<C>(token, &key.decoding, &v)
+            .map(|d| d.claims)
+            .map_err(map_jwt_error)
     }
 
     fn key_for(&self, h: &RawHeader) -> Result<PublicKey, TokenError> {

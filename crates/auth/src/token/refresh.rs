@@ -15,12 +15,11 @@
 
 use std::time::{Duration, SystemTime};
 
-use jsonwebtoken::{Header, Validation};
+use jsonwebtoken::Header;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
-use super::{map_jwt_error, random_id, secs, Audience, RawHeader, TokenError, TokenIssuer};
-use super::{TokenVerifier, LEEWAY};
+use super::{random_id, secs, Audience, TokenError, TokenIssuer, TokenVerifier};
 
 /// Appended to the service name to form a refresh token's audience.
 pub const REFRESH_AUDIENCE_SUFFIX: &str = "#refresh";
@@ -125,28 +124,13 @@ impl TokenVerifier {
     /// Verifies a refresh token signed by this issuer (signature, expiry, issuer, the refresh
     /// audience and type). Whether its principal still exists is the caller's check.
     pub fn verify_refresh(&self, token: &str) -> Result<Session, TokenError> {
-        let header = RawHeader::parse(token)?;
-        let key = self.key_for(&header)?;
         if !self.is_own() {
             return Err(TokenError::UntrustedKey(
                 "refresh tokens are only issued by Berth's own token endpoint".into(),
             ));
         }
-        let alg = key
-            .algorithms
-            .iter()
-            .find(|a| format!("{a:?}") == header.alg)
-            .copied()
-            .ok_or_else(|| TokenError::Algorithm(berth_oci::quoted(&header.alg)))?;
-        let mut v = Validation::new(alg);
-        v.leeway = LEEWAY.as_secs();
-        v.validate_nbf = true;
-        v.set_issuer(&[&self.issuer]);
-        v.set_audience(&[format!("{}{REFRESH_AUDIENCE_SUFFIX}", self.service)]);
-        v.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-        let c = jsonwebtoken::decode::<RefreshClaims>(token, &key.decoding, &v)
-            .map_err(map_jwt_error)?
-            .claims;
+        let audience = format!("{}{REFRESH_AUDIENCE_SUFFIX}", self.service);
+        let c: RefreshClaims = self.decode(token, &audience, &["exp", "iss", "aud", "sub"])?;
         if c.typ != REFRESH_TYP || c.sub.is_empty() {
             return Err(TokenError::Malformed("not a refresh token".into()));
         }

@@ -364,6 +364,7 @@ mod tests {
             scheme: "https".into(),
             host: "reg.example:5000".into(),
             prefix: "/registry".into(),
+            direct_peer: None,
         };
         let basic = Challenge::Basic {
             realm: "My \"Realm\"".into(),

@@ -1,9 +1,14 @@
 //! The audit log: one `tracing` event with target `berth::audit` per push (manifest put, blob
 //! upload completion), mount, delete and login, allowed or not.
 //!
-//! Fields: `event`, `who`, `repository`, `reference` (tag or digest), `client`, `user_agent`,
-//! `result` (`ok` or `denied`/`failed` with the HTTP status). Route the target to its own sink
-//! with `BERTH_LOG=berth::audit=info` style filters.
+//! Done changes are logged from the registry's domain events ([`AuditLog`] subscribes), so a
+//! change made without HTTP (garbage collection, an import) is audited like a push, with its
+//! actor; refused and failed requests, which change nothing, are logged here from the request
+//! ([`refusal`]) with their HTTP status.
+//!
+//! Fields: `event`, `who`, `repository`, `reference` (tag or digest), `digest`, `from`, `client`,
+//! `user_agent`, `result` (`ok`, or `denied`/`limited`/`failed` with the HTTP `status`). Route
+//! the target to its own sink with `BERTH_LOG=berth::audit=info` style filters.
 //!
 //! Text the client chose (a claimed user name, `from`, a query digest, the `User-Agent`) is
 //! logged as sent when it is short printable ASCII, else [`quoted`] (escaped and cut).
@@ -12,6 +17,7 @@ use std::borrow::Cow;
 
 use axum::http::{Method, StatusCode};
 use berth_oci::quoted;
+use berth_registry::{Change, Event as RegistryEvent, EventSink};
 
 use crate::client::ClientInfo;
 use crate::endpoint::Endpoint;
@@ -46,8 +52,8 @@ fn event<'a>(ep: &'a Endpoint, m: &Method, q: &'a Query) -> Option<Event<'a>> {
     }
 }
 
-/// Logs `ep` if it is a push, mount or delete.
-pub fn request(
+/// Logs `ep` if it is a push, mount or delete that was refused or failed (`status` not 2xx).
+pub fn refusal(
     ep: &Endpoint,
     m: &Method,
     q: &Query,
@@ -55,6 +61,9 @@ pub fn request(
     c: &ClientInfo,
     status: StatusCode,
 ) {
+    if status.is_success() {
+        return;
+    }
     let Some(ev) = event(ep, m, q) else {
         return;
     };
@@ -89,6 +98,52 @@ pub fn request(
         line!(tracing::Level::WARN);
     } else {
         line!(tracing::Level::INFO);
+    }
+}
+
+/// The audit subscriber of the registry's events: one INFO line per change done, whoever did
+/// it (a client, or `berth-gc`, `berth-import` …). Pulls are not audited.
+pub struct AuditLog;
+
+impl EventSink for AuditLog {
+    fn emit(&self, e: &RegistryEvent<'_>) {
+        let (kind, reference, from) = match e.change {
+            Change::BlobPushed { .. } => ("push-blob", None, None),
+            Change::BlobMounted { from, .. } => ("mount-blob", None, Some(from)),
+            Change::BlobDeleted => ("delete-blob", None, None),
+            Change::ManifestPushed { tags, .. } => ("push-manifest", tags.first(), None),
+            Change::ManifestDeleted => ("delete-manifest", None, None),
+            Change::TagDeleted { tag } => ("delete-manifest", Some(tag), None),
+            Change::BlobPulled { .. } | Change::ManifestPulled { .. } => return,
+        };
+        let digest = e.digest.map_or("", |d| d.as_str());
+        let reference = reference.map_or(digest, |t| t.as_str());
+        let who = if e.origin.actor.is_empty() {
+            Cow::Borrowed("-")
+        } else {
+            client_text(e.origin.actor)
+        };
+        let request = e.origin.request.unwrap_or_default();
+        let from = from.map(|f| f.as_str()).unwrap_or("");
+        let client = if request.addr.is_empty() {
+            "-"
+        } else {
+            request.addr
+        };
+        tracing::info!(
+            target: "berth::audit",
+            event = kind,
+            who = &*who,
+            repository = %e.repository,
+            reference,
+            digest,
+            from,
+            client,
+            user_agent = &*client_text(request.user_agent),
+            result = "ok",
+            "{kind} {who} {} {reference} ok",
+            e.repository
+        );
     }
 }
 

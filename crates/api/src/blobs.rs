@@ -3,7 +3,7 @@
 use axum::body::Body;
 use axum::http::{header, HeaderMap, StatusCode};
 use berth_oci::{Digest, ErrorCode, RepoName};
-use berth_registry::{BlobRead, Registry, RegistryError};
+use berth_registry::{BlobRead, Origin, Registry, RegistryError};
 
 use crate::error::{ApiError, ApiResult};
 use crate::util::{empty, finish, parse_range, BadRange};
@@ -27,13 +27,14 @@ pub async fn get(
     repo: &RepoName,
     digest: &Digest,
     headers: &HeaderMap,
+    o: &Origin<'_>,
 ) -> ApiResult {
     let range = match parse_range(headers) {
         Ok(range) => range,
         Err(BadRange) => return Err(bad_range(reg.stat_blob(repo, digest).await?)),
     };
     let opened = reg
-        .open_blob(repo, digest, range)
+        .open_blob(repo, digest, range, o)
         .await
         .map_err(|e| match e {
             RegistryError::RangeInvalid { size } => {
@@ -83,8 +84,8 @@ fn unsatisfied(size: u64) -> String {
 }
 
 /// `DELETE`: unlinks the blob from the repository (202).
-pub async fn delete(reg: &Registry, repo: &RepoName, digest: &Digest) -> ApiResult {
-    reg.delete_blob(repo, digest)
+pub async fn delete(reg: &Registry, repo: &RepoName, digest: &Digest, o: &Origin<'_>) -> ApiResult {
+    reg.delete_blob(repo, digest, o)
         .await
         .map_err(unsupported_as_405)?;
     finish(

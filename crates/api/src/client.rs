@@ -78,6 +78,8 @@ pub struct ClientInfo {
     pub host: String,
     /// The path prefix the API is served below (`""` or `/registry`).
     pub prefix: String,
+    /// The socket peer, when it is the client itself (not a trusted proxy).
+    pub direct_peer: Option<SocketAddr>,
 }
 
 impl ClientInfo {
@@ -110,6 +112,20 @@ impl ClientInfo {
             scheme,
             host,
             prefix: String::new(),
+            direct_peer: parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0)
+                .filter(|_| !via_proxy),
+        }
+    }
+
+    /// The client's address for events: `ip:port` when it connected directly, else the address
+    /// the trusted proxy forwarded (as registry:2 reports it).
+    pub fn remote(&self) -> String {
+        match self.direct_peer {
+            Some(p) => SocketAddr::new(canonical(p.ip()), p.port()).to_string(),
+            None => self.addr.clone(),
         }
     }
 }

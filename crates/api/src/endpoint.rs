@@ -52,31 +52,75 @@ pub enum PathError {
     Upload,
 }
 
+/// A path read by [`Endpoint::classify`]: what kind of endpoint its shape addresses (known even
+/// when its name, reference or digest is invalid) and the endpoint, or why it is none.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Classified {
+    /// The endpoint kind the path's shape names; `None` when it is no registry path at all.
+    pub kind: Option<EndpointKind>,
+    /// The parsed endpoint.
+    pub endpoint: Result<Endpoint, PathError>,
+}
+
 impl Endpoint {
     /// Parses a raw (percent-encoded) request path.
     pub fn parse(raw_path: &str) -> Result<Endpoint, PathError> {
-        let path = percent_decode_str(raw_path)
-            .decode_utf8()
-            .map_err(|_| PathError::NotFound)?;
-        let rest = path.strip_prefix("/v2").ok_or(PathError::NotFound)?;
+        Endpoint::classify(raw_path).endpoint
+    }
+
+    /// Parses a raw request path and says which kind of endpoint it addresses, valid or not:
+    /// the router answers with that kind (a response extension) so the wrappers around it label
+    /// metrics without reading the path again.
+    pub fn classify(raw_path: &str) -> Classified {
+        let no_endpoint = Classified {
+            kind: None,
+            endpoint: Err(PathError::NotFound),
+        };
+        let Ok(path) = percent_decode_str(raw_path).decode_utf8() else {
+            return no_endpoint;
+        };
+        let Some(rest) = path.strip_prefix("/v2") else {
+            return no_endpoint;
+        };
+        let whole = |e: Endpoint| Classified {
+            kind: Some(e.kind()),
+            endpoint: Ok(e),
+        };
         match rest {
-            "" | "/" => return Ok(Endpoint::Base),
-            "/_catalog" => return Ok(Endpoint::Catalog),
+            "" | "/" => return whole(Endpoint::Base),
+            "/_catalog" => return whole(Endpoint::Catalog),
             _ => {}
         }
-        let segs: Vec<&str> = rest
-            .strip_prefix('/')
-            .ok_or(PathError::NotFound)?
-            .split('/')
-            .collect();
-        parse_segments(&segs)
+        let Some(rest) = rest.strip_prefix('/') else {
+            return no_endpoint;
+        };
+        let segs: Vec<&str> = rest.split('/').collect();
+        let Some((kind, name_len)) = shape(&segs) else {
+            return no_endpoint;
+        };
+        Classified {
+            kind: Some(kind),
+            endpoint: build(kind, &segs, name_len),
+        }
+    }
+
+    /// The kind of this endpoint.
+    pub fn kind(&self) -> EndpointKind {
+        use EndpointKind as K;
+        match self {
+            Endpoint::Base => K::Base,
+            Endpoint::Catalog => K::Catalog,
+            Endpoint::Tags(_) => K::Tags,
+            Endpoint::Manifest(..) => K::Manifest,
+            Endpoint::Blob(..) => K::Blob,
+            Endpoint::Uploads(_) => K::Uploads,
+            Endpoint::Upload(..) => K::Upload,
+            Endpoint::Referrers(..) => K::Referrers,
+        }
     }
 }
 
-/// The kind of endpoint a path addresses, judged from its shape alone: names, references and
-/// digests are not validated and nothing is allocated. It labels per-request metrics, which
-/// must not cost a second full [`Endpoint::parse`]; on every path that parses it agrees with
-/// [`Endpoint::kind`].
+/// The kind of endpoint a path addresses, for labels and logs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum EndpointKind {
     /// `/v2/`
@@ -97,85 +141,55 @@ pub enum EndpointKind {
     Referrers,
 }
 
-impl EndpointKind {
-    /// Classifies a raw request path; `None` when it is no registry path.
-    pub fn of(raw_path: &str) -> Option<EndpointKind> {
-        use EndpointKind as K;
-        if raw_path.contains('%') {
-            // Encoded separators change the shape: rare enough to afford the full parse.
-            return Endpoint::parse(raw_path).ok().map(|e| e.kind());
-        }
-        let rest = raw_path.strip_prefix("/v2")?;
-        match rest {
-            "" | "/" => return Some(K::Base),
-            "/_catalog" => return Some(K::Catalog),
-            _ => {}
-        }
-        // The same rules as `parse_segments`, read from the right.
-        let mut segs = rest.strip_prefix('/')?.rsplit('/');
-        let (t1, t2, t3) = (segs.next()?, segs.next()?, segs.next()?);
-        if segs.next().is_some() && t3 == "blobs" && t2 == "uploads" {
-            return Some(if t1.is_empty() { K::Uploads } else { K::Upload });
-        }
-        match (t2, t1) {
-            ("tags", "list") => Some(K::Tags),
-            ("blobs", "uploads") => Some(K::Uploads),
-            ("manifests", _) => Some(K::Manifest),
-            ("blobs", _) => Some(K::Blob),
-            ("referrers", _) => Some(K::Referrers),
-            _ => None,
-        }
-    }
-}
-
-impl Endpoint {
-    /// The kind of this endpoint.
-    pub fn kind(&self) -> EndpointKind {
-        use EndpointKind as K;
-        match self {
-            Endpoint::Base => K::Base,
-            Endpoint::Catalog => K::Catalog,
-            Endpoint::Tags(_) => K::Tags,
-            Endpoint::Manifest(..) => K::Manifest,
-            Endpoint::Blob(..) => K::Blob,
-            Endpoint::Uploads(_) => K::Uploads,
-            Endpoint::Upload(..) => K::Upload,
-            Endpoint::Referrers(..) => K::Referrers,
-        }
-    }
-}
-
-fn parse_segments(segs: &[&str]) -> Result<Endpoint, PathError> {
+/// The grammar, read from the right: which endpoint the trailing segments name and how many
+/// leading segments form the repository name. Nothing is validated here.
+fn shape(segs: &[&str]) -> Option<(EndpointKind, usize)> {
+    use EndpointKind as K;
     let n = segs.len();
     let tail = |k: usize| segs[n - k];
     if n >= 4 && tail(3) == "blobs" && tail(2) == "uploads" {
-        let name = repo(&segs[..n - 3])?;
-        return if tail(1).is_empty() {
-            Ok(Endpoint::Uploads(name))
+        let kind = if tail(1).is_empty() {
+            K::Uploads
         } else {
-            UploadId::parse(tail(1))
-                .map(|id| Endpoint::Upload(name, id))
-                .ok_or(PathError::Upload)
+            K::Upload
         };
+        return Some((kind, n - 3));
     }
     if n < 3 {
-        return Err(PathError::NotFound);
+        return None;
     }
-    let name = || repo(&segs[..n - 2]);
-    match (tail(2), tail(1)) {
-        ("tags", "list") => Ok(Endpoint::Tags(name()?)),
-        ("blobs", "uploads") => Ok(Endpoint::Uploads(name()?)),
-        ("manifests", r) => {
-            let name = name()?;
-            let reference = Reference::parse(r).map_err(|e| PathError::ManifestReference {
+    let kind = match (tail(2), tail(1)) {
+        ("tags", "list") => K::Tags,
+        ("blobs", "uploads") => K::Uploads,
+        ("manifests", _) => K::Manifest,
+        ("blobs", _) => K::Blob,
+        ("referrers", _) => K::Referrers,
+        _ => return None,
+    };
+    Some((kind, n - 2))
+}
+
+/// The endpoint of a path whose [`shape`] is `kind`, with its parts validated.
+fn build(kind: EndpointKind, segs: &[&str], name_len: usize) -> Result<Endpoint, PathError> {
+    use EndpointKind as K;
+    let name = repo(&segs[..name_len])?;
+    let last = segs[segs.len() - 1];
+    match kind {
+        K::Tags => Ok(Endpoint::Tags(name)),
+        K::Uploads => Ok(Endpoint::Uploads(name)),
+        K::Upload => UploadId::parse(last)
+            .map(|id| Endpoint::Upload(name, id))
+            .ok_or(PathError::Upload),
+        K::Manifest => {
+            let reference = Reference::parse(last).map_err(|e| PathError::ManifestReference {
                 digest: matches!(e, NameError::InvalidReference(_)),
                 message: e.to_string(),
             })?;
             Ok(Endpoint::Manifest(name, reference))
         }
-        ("blobs", d) => Ok(Endpoint::Blob(name()?, digest(d)?)),
-        ("referrers", d) => Ok(Endpoint::Referrers(name()?, digest(d)?)),
-        _ => Err(PathError::NotFound),
+        K::Blob => Ok(Endpoint::Blob(name, digest(last)?)),
+        K::Referrers => Ok(Endpoint::Referrers(name, digest(last)?)),
+        K::Base | K::Catalog => Err(PathError::NotFound),
     }
 }
 
@@ -244,7 +258,7 @@ mod tests {
             ),
         ];
         for (path, want) in cases {
-            assert_eq!(EndpointKind::of(&path), Some(want.kind()), "{path}");
+            assert_eq!(Endpoint::classify(&path).kind, Some(want.kind()), "{path}");
             assert_eq!(Endpoint::parse(&path), Ok(want), "{path}");
         }
     }
@@ -301,7 +315,7 @@ mod tests {
             "/v2/%ff/tags/list",
         ] {
             assert_eq!(Endpoint::parse(p), Err(PathError::NotFound), "{p}");
-            assert_eq!(EndpointKind::of(p), None, "{p}");
+            assert_eq!(Endpoint::classify(p).kind, None, "{p}");
         }
     }
 
@@ -309,14 +323,15 @@ mod tests {
     fn kinds_come_from_the_shape_alone() {
         use EndpointKind as K;
         // Invalid names and references still say what was asked for.
-        assert_eq!(EndpointKind::of("/v2/A/tags/list"), Some(K::Tags));
-        assert_eq!(EndpointKind::of("/v2/a/manifests/-bad"), Some(K::Manifest));
-        assert_eq!(EndpointKind::of("/v2/a/blobs/md5:abc"), Some(K::Blob));
-        assert_eq!(EndpointKind::of("/v2/a/blobs/uploads/x"), Some(K::Upload));
-        assert_eq!(EndpointKind::of("/v2/a/b/blobs/uploads"), Some(K::Uploads));
-        assert_eq!(EndpointKind::of("/v2/blobs/uploads"), None);
-        assert_eq!(EndpointKind::of("/v2/a%2Fb/tags/list"), Some(K::Tags));
-        assert_eq!(EndpointKind::of("/v2/%ff/tags/list"), None);
-        assert_eq!(EndpointKind::of("/etc/passwd"), None);
+        let kind = |p: &str| Endpoint::classify(p).kind;
+        assert_eq!(kind("/v2/A/tags/list"), Some(K::Tags));
+        assert_eq!(kind("/v2/a/manifests/-bad"), Some(K::Manifest));
+        assert_eq!(kind("/v2/a/blobs/md5:abc"), Some(K::Blob));
+        assert_eq!(kind("/v2/a/blobs/uploads/x"), Some(K::Upload));
+        assert_eq!(kind("/v2/a/b/blobs/uploads"), Some(K::Uploads));
+        assert_eq!(kind("/v2/blobs/uploads"), None);
+        assert_eq!(kind("/v2/a%2Fb/tags/list"), Some(K::Tags));
+        assert_eq!(kind("/v2/%ff/tags/list"), None);
+        assert_eq!(kind("/etc/passwd"), None);
     }
 }

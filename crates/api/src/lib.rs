@@ -34,10 +34,11 @@ use axum::response::{IntoResponse, Response};
 use axum::Router;
 use berth_auth::{Authenticator, Caller};
 use berth_oci::ErrorCode;
-use berth_registry::Registry;
+use berth_registry::{Origin, Registry, RequestFacts};
 
+pub use audit::AuditLog;
 pub use client::{ClientInfo, IpNet};
-pub use endpoint::{Endpoint, EndpointKind, PathError};
+pub use endpoint::{Classified, Endpoint, EndpointKind, PathError};
 
 /// Response extension naming the authenticated caller (user or robot), for access logs and
 /// webhook events outside the API. Absent for anonymous requests.
@@ -55,6 +56,8 @@ const TAG_HEADER: &str = "oci-tag";
 const FILTERS_HEADER: &str = "oci-filters-applied";
 const CHUNK_MIN_HEADER: &str = "oci-chunk-min-length";
 const API_VERSION_HEADER: &str = "docker-distribution-api-version";
+/// The request id the binary's wrapper puts on every request (and answers).
+const REQUEST_ID_HEADER: &str = "x-request-id";
 
 /// What the HTTP layer needs besides the registry.
 #[derive(Clone, Default)]
@@ -89,16 +92,23 @@ pub fn router_with(registry: Arc<Registry>, opts: ApiOptions) -> Router {
     Router::new().fallback(dispatch).with_state(state)
 }
 
+/// Parses the path once and answers with the [`EndpointKind`] it addresses (a response
+/// extension, for the wrappers' metrics), whatever the outcome.
 async fn dispatch(State(st): State<AppState>, req: Request) -> Response {
-    let mut resp = route(&st, req)
+    let classified = Endpoint::classify(req.uri().path());
+    let kind = classified.kind;
+    let mut resp = route(&st, req, classified.endpoint)
         .await
         .unwrap_or_else(IntoResponse::into_response);
     resp.headers_mut()
         .insert(API_VERSION_HEADER, HeaderValue::from_static("registry/2.0"));
+    if let Some(kind) = kind {
+        resp.extensions_mut().insert(kind);
+    }
     resp
 }
 
-async fn route(st: &AppState, req: Request) -> ApiResult {
+async fn route(st: &AppState, req: Request, endpoint: Result<Endpoint, PathError>) -> ApiResult {
     let (parts, body) = req.into_parts();
     let mut client = ClientInfo::from_parts(&parts, &st.opts.trusted_proxies, st.opts.https);
     client.prefix.clone_from(&st.opts.prefix);
@@ -107,33 +117,41 @@ async fn route(st: &AppState, req: Request) -> ApiResult {
             return token::handle(auth, &parts, body, &client).await;
         }
     }
-    let ep =
-        Endpoint::parse(parts.uri.path()).map_err(|e| ApiError::from_path(e, &parts.method))?;
+    let ep = endpoint.map_err(|e| ApiError::from_path(e, &parts.method))?;
     let asked = Query::parse(parts.uri.query());
     let mut q = asked.clone();
     let mut user = None;
+    let remote = client.remote();
     let (who, result) = match &st.opts.auth {
-        None => (
-            "-".to_string(),
-            handle(&st.reg, ep.clone(), &parts, q, body, None).await,
-        ),
+        None => {
+            let origin = origin(&parts, &client, &remote, "");
+            let r = handle(&st.reg, ep.clone(), &parts, q, body, None, &origin).await;
+            ("-".to_string(), r)
+        }
         Some(auth) => {
             let who = access::claimed(&access::credentials(&parts.headers));
             match access::check(auth, &ep, &parts.method, &mut q, &parts.headers, &client).await {
                 Ok(caller) => {
                     let who = caller.principal.to_string();
-                    if !caller.principal.is_anonymous() {
+                    let actor = if caller.principal.is_anonymous() {
+                        ""
+                    } else {
+                        who.as_str()
+                    };
+                    let origin = origin(&parts, &client, &remote, actor);
+                    let auth = Some((auth.as_ref(), &caller));
+                    let r = handle(&st.reg, ep.clone(), &parts, q, body, auth, &origin).await;
+                    if !actor.is_empty() {
                         user = Some(AuthenticatedUser(who.clone()));
                     }
-                    let r =
-                        handle(&st.reg, ep.clone(), &parts, q, body, Some((auth, &caller))).await;
                     (who, r)
                 }
                 Err(e) => (who, Err(e)),
             }
         }
     };
-    audit::request(
+    // Successful changes are audited from the registry's events ([`audit::AuditLog`]).
+    audit::refusal(
         &ep,
         &parts.method,
         &asked,
@@ -148,6 +166,27 @@ async fn route(st: &AppState, req: Request) -> ApiResult {
     Ok(resp)
 }
 
+/// The registry's view of who sent this request, for its events.
+fn origin<'a>(
+    parts: &'a Parts,
+    client: &'a ClientInfo,
+    remote: &'a str,
+    actor: &'a str,
+) -> Origin<'a> {
+    let h = &parts.headers;
+    let text = |name: &str| h.get(name).and_then(|v| v.to_str().ok()).unwrap_or("");
+    Origin {
+        actor,
+        request: Some(RequestFacts {
+            id: text(REQUEST_ID_HEADER),
+            addr: remote,
+            host: text(header::HOST.as_str()),
+            method: parts.method.as_str(),
+            user_agent: &client.user_agent,
+        }),
+    }
+}
+
 async fn handle(
     reg: &Registry,
     ep: Endpoint,
@@ -155,6 +194,7 @@ async fn handle(
     q: Query,
     body: Body,
     caller: Option<(&Authenticator, &Caller)>,
+    o: &Origin<'_>,
 ) -> ApiResult {
     let h = &parts.headers;
     let m = &parts.method;
@@ -170,19 +210,20 @@ async fn handle(
         },
         E::Tags(repo) if m == Method::GET => listing::tags(reg, &repo, &q).await,
         E::Referrers(repo, d) if m == Method::GET => listing::referrers(reg, &repo, &d, &q).await,
-        E::Manifest(repo, r) if is_get(m) => manifests::get(reg, &repo, &r, m == Method::GET).await,
+        E::Manifest(repo, r) if m == Method::GET => manifests::get(reg, &repo, &r, o).await,
+        E::Manifest(repo, r) if m == Method::HEAD => manifests::head(reg, &repo, &r).await,
         E::Manifest(repo, r) if m == Method::PUT => {
-            manifests::put(reg, &repo, &r, &q, h, body).await
+            manifests::put(reg, &repo, &r, &q, h, body, o).await
         }
-        E::Manifest(repo, r) if m == Method::DELETE => manifests::delete(reg, &repo, &r).await,
+        E::Manifest(repo, r) if m == Method::DELETE => manifests::delete(reg, &repo, &r, o).await,
         E::Blob(repo, d) if m == Method::HEAD => blobs::head(reg, &repo, &d).await,
-        E::Blob(repo, d) if m == Method::GET => blobs::get(reg, &repo, &d, h).await,
-        E::Blob(repo, d) if m == Method::DELETE => blobs::delete(reg, &repo, &d).await,
-        E::Uploads(repo) if m == Method::POST => uploads::start(reg, &repo, &q, h, body).await,
+        E::Blob(repo, d) if m == Method::GET => blobs::get(reg, &repo, &d, h, o).await,
+        E::Blob(repo, d) if m == Method::DELETE => blobs::delete(reg, &repo, &d, o).await,
+        E::Uploads(repo) if m == Method::POST => uploads::start(reg, &repo, &q, h, body, o).await,
         E::Upload(repo, id) if m == Method::GET => uploads::status(reg, &repo, &id).await,
         E::Upload(repo, id) if m == Method::PATCH => uploads::patch(reg, &repo, &id, h, body).await,
         E::Upload(repo, id) if m == Method::PUT => {
-            uploads::finish_upload(reg, &repo, &id, &q, h, body).await
+            uploads::finish_upload(reg, &repo, &id, &q, h, body, o).await
         }
         E::Upload(repo, id) if m == Method::DELETE => uploads::cancel(reg, &repo, &id).await,
         other => Err(method_not_allowed(&other)),

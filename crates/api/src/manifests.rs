@@ -3,7 +3,7 @@
 use axum::body::Body;
 use axum::http::{header, HeaderMap, StatusCode};
 use berth_oci::{ErrorCode, Reference, RepoName, Tag};
-use berth_registry::{Registry, MANIFEST_READ_LIMIT};
+use berth_registry::{Origin, Registry, StoredManifest, MANIFEST_READ_LIMIT};
 use http_body_util::{BodyExt, Limited};
 
 use crate::blobs::unsupported_as_405;
@@ -20,6 +20,7 @@ pub async fn put(
     q: &Query,
     headers: &HeaderMap,
     body: Body,
+    o: &Origin<'_>,
 ) -> ApiResult {
     let tags = q
         .all("tag")
@@ -30,7 +31,7 @@ pub async fn put(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
     let put = reg
-        .put_manifest(repo, reference, content_type, bytes, &tags)
+        .put_manifest(repo, reference, content_type, bytes, &tags, o)
         .await?;
     let mut b = empty(StatusCode::CREATED)
         .header(
@@ -47,32 +48,39 @@ pub async fn put(
     finish(b, Body::empty())
 }
 
-/// `GET` / `HEAD`: the stored bytes with their stored media type.
+/// `GET`: the stored bytes with their stored media type.
 pub async fn get(
     reg: &Registry,
     repo: &RepoName,
     reference: &Reference,
-    with_body: bool,
+    o: &Origin<'_>,
 ) -> ApiResult {
+    let m = reg.pull_manifest(repo, reference, o).await?;
+    finish(found(&m), Body::from(m.bytes))
+}
+
+/// `HEAD`: what a GET would answer, without the body (and without a pull event).
+pub async fn head(reg: &Registry, repo: &RepoName, reference: &Reference) -> ApiResult {
     let m = reg.get_manifest(repo, reference).await?;
-    let b = empty(StatusCode::OK)
+    finish(found(&m), Body::empty())
+}
+
+fn found(m: &StoredManifest) -> axum::http::response::Builder {
+    empty(StatusCode::OK)
         .header(header::CONTENT_TYPE, m.media_type.as_str())
         .header(header::CONTENT_LENGTH, m.bytes.len())
         .header(header::ETAG, format!("\"{}\"", m.digest))
-        .header(DIGEST_HEADER, m.digest.as_str());
-    finish(
-        b,
-        if with_body {
-            Body::from(m.bytes)
-        } else {
-            Body::empty()
-        },
-    )
+        .header(DIGEST_HEADER, m.digest.as_str())
 }
 
 /// `DELETE`: by digest removes the manifest and its tags, by tag only the tag (202).
-pub async fn delete(reg: &Registry, repo: &RepoName, reference: &Reference) -> ApiResult {
-    reg.delete_manifest(repo, reference)
+pub async fn delete(
+    reg: &Registry,
+    repo: &RepoName,
+    reference: &Reference,
+    o: &Origin<'_>,
+) -> ApiResult {
+    reg.delete_manifest(repo, reference, o)
         .await
         .map_err(unsupported_as_405)?;
     finish(empty(StatusCode::ACCEPTED), Body::empty())

@@ -3,7 +3,7 @@
 use axum::body::Body;
 use axum::http::{header, HeaderMap, StatusCode};
 use berth_oci::{quoted, Algorithm, Digest, ErrorCode, RepoName, UploadId};
-use berth_registry::{Mount, Registry, RegistryError, UploadProgress};
+use berth_registry::{Mount, Origin, Registry, RegistryError, UploadProgress};
 
 use crate::error::{ApiError, ApiResult};
 use crate::util::{
@@ -19,6 +19,7 @@ pub async fn start(
     q: &Query,
     headers: &HeaderMap,
     body: Body,
+    o: &Origin<'_>,
 ) -> ApiResult {
     if let Some(mount) = q.get("mount") {
         let digest = parse_digest(mount)?;
@@ -28,14 +29,14 @@ pub async fn start(
                 RepoName::parse(f).map_err(|e| ApiError::msg(ErrorCode::NameInvalid, e.to_string()))
             })
             .transpose()?;
-        return match reg.mount_blob(repo, &digest, from.as_ref()).await? {
+        return match reg.mount_blob(repo, &digest, from.as_ref(), o).await? {
             Mount::Mounted(_) => created(repo, &digest),
             Mount::Started(p) => session_response(reg, StatusCode::ACCEPTED, repo, &p),
         };
     }
     if let Some(d) = q.get("digest") {
         let digest = parse_digest(d)?;
-        reg.put_blob(repo, &digest, body_stream(body))
+        reg.put_blob(repo, &digest, body_stream(body), o)
             .await
             .map_err(upload_error)?;
         return created(repo, &digest);
@@ -104,6 +105,7 @@ pub async fn finish_upload(
     q: &Query,
     headers: &HeaderMap,
     body: Body,
+    o: &Origin<'_>,
 ) -> ApiResult {
     let digest = parse_digest(
         q.get("digest")
@@ -111,7 +113,7 @@ pub async fn finish_upload(
     )?;
     let start = chunk_start(headers)?;
     // An empty body appends nothing, so the stream is always passed (no header guessing).
-    reg.finish_upload(repo, id, &digest, start, Some(body_stream(body)))
+    reg.finish_upload(repo, id, &digest, start, Some(body_stream(body)), o)
         .await
         .map_err(upload_error)?;
     created(repo, &digest)

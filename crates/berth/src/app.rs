@@ -8,14 +8,14 @@ use axum::http::{header, HeaderName, HeaderValue, StatusCode, Uri};
 use axum::middleware::{from_fn_with_state, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::Router;
+use axum::{Extension, Router};
 use berth_api::ApiError;
 use berth_oci::ErrorCode;
 use berth_registry::Registry;
 
 use crate::health::Health;
 use crate::metrics::Metrics;
-use crate::observe::{observe, Observe};
+use crate::observe::{observe, Observe, RouteLabel};
 
 /// Everything the application is built from.
 pub struct Parts {
@@ -44,7 +44,7 @@ pub fn build(p: Parts) -> Router {
             &path,
             get(move || {
                 let m = m.clone();
-                async move { m.render().await }
+                async move { (Extension(RouteLabel("metrics")), m.render().await) }
             }),
         );
     }
@@ -71,7 +71,7 @@ pub fn debug_router(health: Health, metrics: Option<(String, Metrics)>) -> Route
             &path,
             get(move || {
                 let m = m.clone();
-                async move { m.render().await }
+                async move { (Extension(RouteLabel("metrics")), m.render().await) }
             }),
         );
     }
@@ -85,21 +85,21 @@ fn health_routes(h: Health) -> Router {
             "/healthz",
             get(move || {
                 let h = a.clone();
-                async move { h.live().await }
+                async move { (Extension(RouteLabel("health")), h.live().await) }
             }),
         )
         .route(
             "/readyz",
             get(move || {
                 let h = b.clone();
-                async move { h.ready().await }
+                async move { (Extension(RouteLabel("health")), h.ready().await) }
             }),
         )
         .route(
             "/debug/health",
             get(move || {
                 let h = c.clone();
-                async move { h.debug().await }
+                async move { (Extension(RouteLabel("health")), h.debug().await) }
             }),
         )
 }

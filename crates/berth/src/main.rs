@@ -13,7 +13,6 @@ mod cli_robot;
 mod cli_user;
 mod config;
 mod datadir;
-mod events;
 mod health;
 mod kube_secret;
 mod listener;

@@ -10,6 +10,7 @@ use std::time::Duration;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use berth_meta::ops::Inventory;
+use berth_registry::{Change, Event, EventSink};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 /// Latency buckets in seconds: sub-millisecond manifest hits up to minute-long blob transfers.
@@ -83,6 +84,70 @@ impl Metrics {
     }
 }
 
+/// The metrics subscriber of the registry's events: `berth_registry_events_total{event}` and
+/// `berth_registry_event_bytes_total{event}`, whoever caused them (a client, garbage
+/// collection, an import). The handles are made once; an event costs two atomic adds.
+pub struct EventCounters {
+    handles: [(metrics::Counter, metrics::Counter); EVENT_NAMES.len()],
+}
+
+/// Label values of the `event` label, in [`event_index`] order.
+const EVENT_NAMES: [&str; 8] = [
+    "blob_pushed",
+    "blob_mounted",
+    "blob_pulled",
+    "blob_deleted",
+    "manifest_pushed",
+    "manifest_pulled",
+    "manifest_deleted",
+    "tag_deleted",
+];
+
+/// Position of `c` in [`EVENT_NAMES`] and the bytes it moved or named.
+fn event_index(c: &Change<'_>) -> (usize, u64) {
+    match *c {
+        Change::BlobPushed { size } => (0, size),
+        Change::BlobMounted { size, .. } => (1, size),
+        Change::BlobPulled { size } => (2, size),
+        Change::BlobDeleted => (3, 0),
+        Change::ManifestPushed { size, .. } => (4, size),
+        Change::ManifestPulled { size, .. } => (5, size),
+        Change::ManifestDeleted => (6, 0),
+        Change::TagDeleted { .. } => (7, 0),
+    }
+}
+
+impl EventCounters {
+    /// Registers the counters with the installed recorder.
+    pub fn new() -> Self {
+        EventCounters {
+            handles: EVENT_NAMES.map(|e| {
+                (
+                    metrics::counter!("berth_registry_events_total", "event" => e),
+                    metrics::counter!("berth_registry_event_bytes_total", "event" => e),
+                )
+            }),
+        }
+    }
+}
+
+impl Default for EventCounters {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl EventSink for EventCounters {
+    fn emit(&self, e: &Event<'_>) {
+        let (i, bytes) = event_index(&e.change);
+        let (count, size) = &self.handles[i];
+        count.increment(1);
+        if bytes > 0 {
+            size.increment(bytes);
+        }
+    }
+}
+
 fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
     describe_counter!(
@@ -144,6 +209,15 @@ fn describe() {
     describe_counter!(
         "berth_notifications_failed_total",
         "Failed webhook requests, by endpoint"
+    );
+    describe_counter!(
+        "berth_registry_events_total",
+        "Registry changes and pulls done, by event (from clients and from Berth's own work)"
+    );
+    describe_counter!(
+        "berth_registry_event_bytes_total",
+        Unit::Bytes,
+        "Sizes of the blobs and manifests the events named (a ranged pull counts the whole blob)"
     );
     describe_counter!(
         "berth_notifications_dropped_total",

@@ -1,5 +1,9 @@
-//! The per-request wrapper around the API: request id, access log line, metrics and webhook
-//! events, all derived from what crossed the wire (the API and the registry stay unaware).
+//! The per-request wrapper around the API: request id, access log line and HTTP metrics.
+//!
+//! What a request did to the registry is not its business: webhooks, the audit log and the
+//! registry metrics hear of that from the registry's domain events. The endpoint label comes
+//! from the router, which answers with the [`EndpointKind`] it parsed (a response extension);
+//! the routes beside the API (health, metrics) answer with a [`RouteLabel`].
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -19,7 +23,8 @@ use bytes::Bytes;
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use metrics::{Counter, Histogram};
 
-use crate::events::{self, Facts};
+use berth_api::EndpointKind;
+
 use crate::listener::body::{answer_too_slow, BodyTrip};
 
 /// Response header carrying the request id.
@@ -29,98 +34,73 @@ pub const REQUEST_ID: &str = "x-request-id";
 pub struct Observe {
     /// Write one access line per request.
     pub access_log: bool,
-    /// Webhook events, when endpoints are configured.
-    pub events: Option<events::Events>,
-    /// `http.prefix` (stripped before classifying the path).
-    pub prefix: String,
 }
 
-/// What only the access log and webhook events read; copied only when one of them is on.
+/// Response extension naming the metrics label of a route outside the OCI API (`health`,
+/// `metrics`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RouteLabel(pub &'static str);
+
+/// What only the access log reads; copied only when it is on.
 struct Detail {
     method: Method,
     path: String,
-    api_path: String,
-    query: Option<String>,
     remote: String,
-    req_headers: Option<HeaderMap>,
     /// Whether the request sent credentials (a 401 to it is a refusal, not a challenge).
     credentials: bool,
 }
 
 impl Detail {
-    fn of(req: &Request, o: &Observe) -> Detail {
-        let path = req.uri().path();
+    fn of(req: &Request) -> Detail {
         Detail {
             method: req.method().clone(),
-            path: path.to_owned(),
-            api_path: api_path(&o.prefix, path).to_owned(),
-            query: req.uri().query().map(str::to_owned),
+            path: req.uri().path().to_owned(),
             remote: req
                 .extensions()
                 .get::<ConnectInfo<SocketAddr>>()
                 .map(|c| c.0.to_string())
                 .unwrap_or_default(),
-            req_headers: o.events.as_ref().map(|_| req.headers().clone()),
             credentials: req.headers().contains_key(header::AUTHORIZATION),
         }
     }
 }
 
-/// The middleware. On the hot path (access log and events off) it allocates only the request id
-/// and the two byte-counting body wrappers: every request pays for it.
+/// The middleware. With the access log off it allocates only the request id, the request-byte
+/// tally and the two byte-counting body wrappers: every request pays for it.
 pub async fn observe(State(o): State<Arc<Observe>>, mut req: Request, next: Next) -> Response {
     let start = Instant::now();
     let id = request_id(req.headers());
     req.headers_mut().insert(REQUEST_ID, id.clone());
-    let endpoint = endpoint_label(api_path(&o.prefix, req.uri().path()));
     let method = method_label(req.method());
-    let detail = (o.access_log || o.events.is_some()).then(|| Detail::of(&req, &o));
-    let received = o.events.as_ref().map(|_| Arc::new(AtomicU64::new(0)));
-    let req = req.map(|b| {
-        Body::new(Counted::new(
-            b,
-            received.clone(),
-            endpoint,
-            "berth_http_request_bytes_total",
-        ))
-    });
+    let detail = o.access_log.then(|| Detail::of(&req));
+    // The endpoint is known once the router answered; the request body is counted until then.
+    let received = Arc::new(AtomicU64::new(0));
+    let req = req.map(|b| Body::new(Counted::request(b, received.clone())));
     let (version, trip) = (req.version(), req.extensions().get::<BodyTrip>().cloned());
     let resp = next.run(req).await;
     // A body the listener cut off for its rate is answered (and logged, and counted) as 408.
     let resp = answer_too_slow(resp, trip.as_ref(), version);
     let (mut parts, body) = resp.into_parts();
     parts.headers.insert(REQUEST_ID, id.clone());
+    let endpoint = endpoint_label(&parts.extensions);
     let status = parts.status.as_u16();
     record_request(endpoint, method, status, start.elapsed());
-    if let Some(d) = detail {
+    let got = received.load(Ordering::Relaxed);
+    if got > 0 {
+        bytes_counter("berth_http_request_bytes_total", endpoint).increment(got);
+    }
+    if let Some(d) = detail.filter(|_| endpoint != "health") {
         let id = id.to_str().unwrap_or("-");
         let user = parts
             .extensions
             .get::<berth_api::AuthenticatedUser>()
             .map_or("", |u| u.0.as_str());
-        if o.access_log && endpoint != "health" {
-            access_line(&d, id, user, status, &parts.headers, start.elapsed());
-        }
-        if let (Some(ev), Some(req_headers)) = (&o.events, &d.req_headers) {
-            ev.publish(&Facts {
-                request_id: id,
-                remote: &d.remote,
-                user,
-                method: &d.method,
-                path: &d.api_path,
-                query: d.query.as_deref(),
-                req_headers,
-                status,
-                resp_headers: &parts.headers,
-                received: received.map_or(0, |r| r.load(Ordering::Relaxed)),
-            });
-        }
+        access_line(&d, id, user, status, &parts.headers, start.elapsed());
     }
     Response::from_parts(
         parts,
-        Body::new(Counted::new(
+        Body::new(Counted::response(
             body,
-            None,
             endpoint,
             "berth_http_response_bytes_total",
         )),
@@ -161,11 +141,6 @@ fn access_line(d: &Detail, id: &str, user: &str, status: u16, h: &HeaderMap, too
 /// client meets first).
 fn refused(status: u16, credentials: bool) -> bool {
     matches!(status, 403 | 429) || (status == 401 && credentials)
-}
-
-/// The path with `http.prefix` stripped.
-fn api_path<'a>(prefix: &str, path: &'a str) -> &'a str {
-    path.strip_prefix(prefix).unwrap_or(path)
 }
 
 /// Counts and times one request. The handles are cached per thread: `counter!` with labels
@@ -220,15 +195,14 @@ fn request_id(h: &HeaderMap) -> HeaderValue {
     })
 }
 
-/// A low-cardinality label for the path.
-fn endpoint_label(path: &str) -> &'static str {
-    use berth_api::EndpointKind as K;
-    match path {
-        "/healthz" | "/readyz" | "/debug/health" => return "health",
-        "/metrics" => return "metrics",
-        _ => {}
+/// The low-cardinality label of what answered: the API's [`EndpointKind`], a route's
+/// [`RouteLabel`], else `other` (unknown paths, the token endpoint).
+fn endpoint_label(answer: &axum::http::Extensions) -> &'static str {
+    use EndpointKind as K;
+    if let Some(RouteLabel(label)) = answer.get::<RouteLabel>() {
+        return label;
     }
-    match K::of(path) {
+    match answer.get::<EndpointKind>() {
         Some(K::Base) => "base",
         Some(K::Catalog) => "catalog",
         Some(K::Tags) => "tags",
@@ -253,28 +227,31 @@ fn method_label(m: &Method) -> &'static str {
     }
 }
 
-/// A body that counts its data bytes and adds them to a metric when dropped.
+/// A body that counts its data bytes: a request's into a tally the middleware reads once the
+/// endpoint is known, a response's into its metric when dropped.
 struct Counted {
     inner: Body,
     seen: u64,
     total: Option<Arc<AtomicU64>>,
-    endpoint: &'static str,
-    metric: &'static str,
+    metric: Option<(&'static str, &'static str)>,
 }
 
 impl Counted {
-    fn new(
-        inner: Body,
-        total: Option<Arc<AtomicU64>>,
-        endpoint: &'static str,
-        metric: &'static str,
-    ) -> Self {
+    fn request(inner: Body, total: Arc<AtomicU64>) -> Self {
         Counted {
             inner,
             seen: 0,
-            total,
-            endpoint,
-            metric,
+            total: Some(total),
+            metric: None,
+        }
+    }
+
+    fn response(inner: Body, endpoint: &'static str, metric: &'static str) -> Self {
+        Counted {
+            inner,
+            seen: 0,
+            total: None,
+            metric: Some((metric, endpoint)),
         }
     }
 }
@@ -311,8 +288,8 @@ impl HttpBody for Counted {
 
 impl Drop for Counted {
     fn drop(&mut self) {
-        if self.seen > 0 {
-            bytes_counter(self.metric, self.endpoint).increment(self.seen);
+        if let Some((metric, endpoint)) = self.metric.filter(|_| self.seen > 0) {
+            bytes_counter(metric, endpoint).increment(self.seen);
         }
     }
 }
@@ -354,11 +331,15 @@ mod tests {
     }
 
     #[test]
-    fn endpoint_labels() {
-        assert_eq!(endpoint_label("/v2/"), "base");
-        assert_eq!(endpoint_label("/v2/a/b/manifests/latest"), "manifest");
-        assert_eq!(endpoint_label("/v2/a/blobs/uploads/"), "blob_upload");
-        assert_eq!(endpoint_label("/readyz"), "health");
-        assert_eq!(endpoint_label("/etc/passwd"), "other");
+    fn endpoint_labels_come_from_the_answer() {
+        let mut x = axum::http::Extensions::new();
+        assert_eq!(endpoint_label(&x), "other");
+        x.insert(EndpointKind::Upload);
+        assert_eq!(endpoint_label(&x), "blob_upload_chunk");
+        x.insert(EndpointKind::Manifest);
+        assert_eq!(endpoint_label(&x), "manifest");
+        let mut h = axum::http::Extensions::new();
+        h.insert(RouteLabel("health"));
+        assert_eq!(endpoint_label(&h), "health");
     }
 }

@@ -8,19 +8,18 @@ use berth_meta::ops::{Inventory, Outbox};
 use berth_meta::postgres::{PostgresOptions, PostgresStore};
 use berth_meta::sqlite::{SqliteOptions, SqliteStore};
 use berth_meta::MetaStore;
-use berth_notify::{EndpointConfig, Notifier, NotifierHandle};
-use berth_registry::{Registry, RegistryOptions};
+use berth_notify::{EndpointConfig, Notifier, NotifierHandle, Urls, WebhookSink};
+use berth_registry::{Registry, RegistryOptions, Sinks};
 use berth_storage::fs::FsBackend;
 use berth_storage::s3::{S3Backend, S3Options};
 use berth_storage::Backend;
 
 use crate::app;
 use crate::config::{self, ConfigError, DatabaseSettings, S3Settings, Settings, StorageSettings};
-use crate::events::Events;
 use crate::health::Health;
 use crate::listener::{self, BodyLimits, ConnLimits, ListenError, ListenOptions, Shutdown};
 use crate::metered::Metered;
-use crate::metrics::Metrics;
+use crate::metrics::{EventCounters, Metrics};
 use crate::observe::Observe;
 use crate::purge;
 use crate::tls::{TlsOptions, TlsVersion};
@@ -71,29 +70,31 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
     let started = Instant::now();
     let c = build_components(&settings).await?;
     let api = crate::access::api_options(&settings)?;
+    let metrics = Metrics::install(c.inventory.clone()).map_err(ServeError::Unsupported)?;
+    metrics.spawn_upkeep();
+    let mut sinks = Sinks::default();
+    sinks.push(Arc::new(berth_api::AuditLog));
+    sinks.push(Arc::new(EventCounters::new()));
+    let notifier = start_notifications(&settings, &c, &mut sinks);
     let mut registry = Registry::new(
         c.storage.clone(),
         c.meta.clone(),
         RegistryOptions {
             delete_enabled: settings.delete_enabled,
         },
-    );
+    )
+    .with_events(sinks);
     if settings.redirect {
         registry = registry.with_blob_redirect(REDIRECT_EXPIRY);
     }
     let registry = Arc::new(registry);
     let health = Health::new(c.storage.clone(), c.meta.clone(), c.driver);
     health.spawn_checker(&settings.health);
-    let metrics = Metrics::install(c.inventory.clone()).map_err(ServeError::Unsupported)?;
-    metrics.spawn_upkeep();
     if let Some(p) = settings.upload_purging.clone() {
         purge::spawn(p, c.inventory.clone(), c.meta.clone(), c.storage.clone());
     }
-    let (events, notifier) = start_notifications(&settings, &c);
     let observe = Arc::new(Observe {
         access_log: settings.log.access_log,
-        events,
-        prefix: settings.prefix.clone(),
     });
     let shutdown = Shutdown::on_signals();
     let conns = conn_limits(&settings);
@@ -142,12 +143,15 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
     Ok(())
 }
 
+/// Starts webhook delivery when endpoints are configured, subscribing it to the registry's
+/// events.
 fn start_notifications(
     settings: &Settings,
     c: &Components,
-) -> (Option<Events>, Option<NotifierHandle>) {
+    sinks: &mut Sinks,
+) -> Option<NotifierHandle> {
     if settings.notifications.is_empty() {
-        return (None, None);
+        return None;
     }
     let endpoints = settings
         .notifications
@@ -163,19 +167,14 @@ fn start_notifications(
             ignored_actions: e.ignored_actions.clone(),
         })
         .collect();
-    let (notifier, handle) = Notifier::start(
-        endpoints,
-        c.outbox.clone(),
-        c.meta.clone(),
-        settings.addr.clone(),
-    );
-    let events = Events::new(
-        notifier,
-        settings.host.clone(),
-        settings.prefix.clone(),
-        settings.tls.is_some(),
-    );
-    (Some(events), Some(handle))
+    let (notifier, handle) = Notifier::start(endpoints, c.outbox.clone(), settings.addr.clone());
+    let urls = Urls {
+        host: settings.host.clone(),
+        prefix: settings.prefix.clone(),
+        tls: settings.tls.is_some(),
+    };
+    sinks.push(Arc::new(WebhookSink::new(notifier, urls)));
+    Some(handle)
 }
 
 /// `http.limits` as the listeners' body limits.

@@ -4,7 +4,10 @@
 //! * **Same envelope as registry:2** (`application/vnd.docker.distribution.events.v1+json`,
 //!   `{"events":[…]}` with `id`, `timestamp`, `action`, `target`, `request`, `actor`, `source`), so
 //!   receivers written for Distribution work unchanged.
-//! * **Never block a request.** The HTTP layer hands an [`Event`] to [`Notifier::publish`], which
+//! * **Events come from the registry, not from HTTP.** [`WebhookSink`] subscribes to
+//!   `berth-registry`'s domain events and turns each into registry:2's events, so a change made
+//!   by garbage collection or an import notifies exactly like a push (its actor says who).
+//! * **Never block a request.** The sink hands an [`Event`] to [`Notifier::publish`], which
 //!   only `try_send`s into a bounded channel. One writer task batches events into the metadata
 //!   store's [`Outbox`](berth_meta::ops::Outbox) (one transaction per batch), after applying each
 //!   endpoint's filters. A full channel drops the event with a warning and a metric rather than
@@ -21,7 +24,9 @@
 mod deliver;
 mod event;
 mod queue;
+mod sink;
 
 pub use deliver::EndpointConfig;
 pub use event::{Action, Actor, Event, RequestInfo, Target, MEDIA_TYPE};
 pub use queue::{Notifier, NotifierHandle};
+pub use sink::{Urls, WebhookSink};

@@ -4,21 +4,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use berth_meta::ops::Outbox;
-use berth_meta::MetaStore;
-use berth_oci::{Digest, RepoName};
 use bytes::Bytes;
 use tokio::sync::{mpsc, watch, Notify};
 use tokio::task::JoinHandle;
 
 use crate::deliver::{self, EndpointConfig};
-use crate::event::{Action, Event, Source};
+use crate::event::{Event, Source};
 
 /// Events waiting for the writer; beyond this, events are dropped rather than block requests.
 const CHANNEL: usize = 16 * 1024;
 /// Events written to the outbox in one transaction at most.
 const BATCH: usize = 512;
 
-/// Cheap to clone; hand one to the HTTP layer.
+/// Cheap to clone; [`crate::WebhookSink`] hands it the registry's events.
 #[derive(Clone)]
 pub struct Notifier {
     tx: mpsc::Sender<Event>,
@@ -60,19 +58,17 @@ impl NotifierHandle {
 /// What the writer needs besides the events.
 struct Writer {
     outbox: Arc<dyn Outbox>,
-    meta: Arc<dyn MetaStore>,
     endpoints: Vec<Arc<EndpointConfig>>,
     wake: Vec<Arc<Notify>>,
     source: Source,
 }
 
 impl Notifier {
-    /// Starts the writer and one delivery task per endpoint. `meta` fills in blob sizes the HTTP
-    /// layer cannot see; `source_addr` names this instance in events.
+    /// Starts the writer and one delivery task per endpoint; `source_addr` names this instance
+    /// in events.
     pub fn start(
         endpoints: Vec<EndpointConfig>,
         outbox: Arc<dyn Outbox>,
-        meta: Arc<dyn MetaStore>,
         source_addr: String,
     ) -> (Notifier, NotifierHandle) {
         let (tx, rx) = mpsc::channel(CHANNEL);
@@ -94,7 +90,6 @@ impl Notifier {
         }
         let writer = Writer {
             outbox,
-            meta,
             endpoints,
             wake,
             source: Source {
@@ -140,7 +135,7 @@ impl Writer {
             return;
         }
         for e in &mut batch {
-            self.complete(e).await;
+            e.source = self.source.clone();
         }
         let rows = self.rows(&batch);
         if rows.is_empty() {
@@ -163,24 +158,6 @@ impl Writer {
             events = rows.len(),
             "notification events dropped: outbox unavailable"
         );
-    }
-
-    /// Fills in what the HTTP layer could not know: blob sizes and the source.
-    async fn complete(&self, e: &mut Event) {
-        e.source = self.source.clone();
-        let t = &mut e.target;
-        let wants_size = matches!(e.action, Action::Push | Action::Mount) && t.size == 0;
-        if !wants_size || t.digest.is_empty() {
-            return;
-        }
-        let (Ok(repo), Ok(digest)) = (RepoName::parse(&t.repository), Digest::parse(&t.digest))
-        else {
-            return;
-        };
-        if let Ok(Some(size)) = self.meta.blob_size(&repo, &digest).await {
-            t.size = size;
-            t.length = size;
-        }
     }
 
     fn rows(&self, batch: &[Event]) -> Vec<(String, Bytes)> {

@@ -5,6 +5,7 @@ use berth_storage::{layout, ByteRange, ByteStream, StorageError};
 use bytes::Bytes;
 use futures::stream;
 
+use crate::events::{Change, Origin};
 use crate::{Registry, RegistryError, Result};
 
 /// A requested byte range, as in an HTTP `Range: bytes=…` header.
@@ -51,41 +52,39 @@ impl Registry {
     /// fetch it from directly when redirects are on ([`Registry::with_blob_redirect`]), the
     /// backend presigns URLs and the blob is linked in `repo` (the client sends its `Range` to
     /// that URL); else the bytes (or an inclusive byte range of them). Manifests are blobs too.
+    /// Subscribers hear of the pull once it is ready to serve.
     pub async fn open_blob(
         &self,
         repo: &RepoName,
         digest: &Digest,
         range: Option<RangeSpec>,
+        origin: &Origin<'_>,
     ) -> Result<BlobRead> {
-        let Some(size) = self.meta.blob_size(repo, digest).await? else {
-            return self
-                .manifest_blob_body(repo, digest, range)
-                .await
-                .map(BlobRead::Body);
-        };
-        if let Some(expires) = self.redirect {
-            let key = layout::blob(digest);
-            if let Some(url) = self.storage.presign_get(&key, expires).await? {
-                return Ok(BlobRead::Redirect(url));
-            }
-        }
-        self.stream_blob(repo, digest, size, range)
-            .await
-            .map(BlobRead::Body)
+        let (read, size) = self.read_blob(repo, digest, range).await?;
+        self.emit(origin, repo, Some(digest), Change::BlobPulled { size });
+        Ok(read)
     }
 
-    /// Streams a blob (or an inclusive byte range `[first, last?]` of it) from `repo`, never
-    /// redirecting.
-    pub async fn get_blob(
+    /// [`Registry::open_blob`] without the event: how it is served and the whole blob's size.
+    async fn read_blob(
         &self,
         repo: &RepoName,
         digest: &Digest,
         range: Option<RangeSpec>,
-    ) -> Result<BlobBody> {
+    ) -> Result<(BlobRead, u64)> {
         let Some(size) = self.meta.blob_size(repo, digest).await? else {
-            return self.manifest_blob_body(repo, digest, range).await;
+            let body = self.manifest_blob_body(repo, digest, range).await?;
+            let size = body.size;
+            return Ok((BlobRead::Body(body), size));
         };
-        self.stream_blob(repo, digest, size, range).await
+        if let Some(expires) = self.redirect {
+            let key = layout::blob(digest);
+            if let Some(url) = self.storage.presign_get(&key, expires).await? {
+                return Ok((BlobRead::Redirect(url), size));
+            }
+        }
+        let body = self.stream_blob(repo, digest, size, range).await?;
+        Ok((BlobRead::Body(body), size))
     }
 
     async fn stream_blob(
@@ -119,13 +118,18 @@ impl Registry {
     }
 
     /// Unlinks a blob from `repo`. The bytes stay until garbage collection finds them unreferenced.
-    pub async fn delete_blob(&self, repo: &RepoName, digest: &Digest) -> Result<()> {
+    pub async fn delete_blob(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        origin: &Origin<'_>,
+    ) -> Result<()> {
         self.ensure_delete_enabled()?;
-        if self.meta.unlink_blob(repo, digest).await? {
-            Ok(())
-        } else {
-            Err(RegistryError::BlobUnknown(digest.clone()))
+        if !self.meta.unlink_blob(repo, digest).await? {
+            return Err(RegistryError::BlobUnknown(digest.clone()));
         }
+        self.emit(origin, repo, Some(digest), Change::BlobDeleted);
+        Ok(())
     }
 
     async fn manifest_as_blob(&self, repo: &RepoName, digest: &Digest) -> Result<Option<Bytes>> {

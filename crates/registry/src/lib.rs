@@ -10,12 +10,17 @@
 //!   linked in the metadata store — commit always precedes link, so nothing half-written is visible;
 //! * uploads are hashed while they stream; the resumable hash state is saved with the session after
 //!   every append, so a session continues after a restart (or on another replica);
-//! * a manifest, its blob links and its tags commit in one metadata transaction.
+//! * a manifest, its blob links and its tags commit in one metadata transaction;
+//! * every change and every served manifest or blob is told to the subscribed [`EventSink`]s
+//!   once it succeeded, with the caller's [`Origin`] ([`events`]).
 
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 mod blobs;
 mod error;
+pub mod events;
+#[cfg(test)]
+mod events_tests;
 mod listing;
 mod manifests;
 mod uploads;
@@ -24,11 +29,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use berth_meta::MetaStore;
+use berth_oci::{Digest, RepoName};
 use berth_storage::Backend;
 
+pub use berth_meta::StoredManifest;
 pub use berth_storage::ByteStream;
 pub use blobs::{BlobBody, BlobRead, RangeSpec};
 pub use error::{RegistryError, Result};
+pub use events::{Change, Event, EventSink, Origin, RequestFacts, Sinks};
 pub use listing::Page;
 pub use manifests::{PutManifest, MANIFEST_READ_LIMIT};
 pub use uploads::{Mount, UploadProgress};
@@ -55,6 +63,7 @@ pub struct Registry {
     opts: RegistryOptions,
     upload_locks: uploads::SessionLocks,
     redirect: Option<Duration>,
+    sinks: Sinks,
 }
 
 impl Registry {
@@ -66,7 +75,14 @@ impl Registry {
             opts,
             upload_locks: Default::default(),
             redirect: None,
+            sinks: Sinks::default(),
         }
+    }
+
+    /// Tells `sinks` of everything this registry changes or serves ([`events`]).
+    pub fn with_events(mut self, sinks: Sinks) -> Self {
+        self.sinks = sinks;
+        self
     }
 
     /// Lets blob downloads redirect to a URL the storage backend presigns for `expires`
@@ -85,6 +101,25 @@ impl Registry {
     /// Smallest non-final chunk the storage backend accepts, to advertise as `OCI-Chunk-Min-Length`.
     pub fn min_chunk_len(&self) -> Option<u64> {
         self.storage.min_chunk_len()
+    }
+
+    /// Tells the subscribers, if any, that `change` happened to `digest` in `repository`.
+    fn emit(
+        &self,
+        origin: &Origin<'_>,
+        repository: &RepoName,
+        digest: Option<&Digest>,
+        change: Change<'_>,
+    ) {
+        if self.sinks.is_empty() {
+            return;
+        }
+        self.sinks.emit(&Event {
+            change,
+            repository,
+            digest,
+            origin,
+        });
     }
 
     fn ensure_delete_enabled(&self) -> Result<()> {

@@ -7,6 +7,7 @@ use berth_oci::manifest::{Manifest, ManifestError, MAX_MANIFEST_BYTES};
 use berth_oci::{Digest, Reference, RepoName, Tag};
 use bytes::Bytes;
 
+use crate::events::{Change, Origin};
 use crate::{Registry, RegistryError, Result};
 
 /// Result of a manifest push.
@@ -31,6 +32,7 @@ impl Registry {
         content_type: Option<&str>,
         bytes: Bytes,
         extra_tags: &[Tag],
+        origin: &Origin<'_>,
     ) -> Result<PutManifest> {
         let parsed = Manifest::parse(&bytes, content_type).map_err(|e| match e {
             ManifestError::TooLarge => RegistryError::ManifestTooLarge,
@@ -49,15 +51,27 @@ impl Registry {
             Reference::Tag(_) => Digest::sha256_of(&bytes),
         };
         let extra_tags = distinct(extra_tags);
-        let mut tags = extra_tags.clone();
+        // The reference's tag first, then the extra ones in request order, each once.
+        let mut tags = Vec::with_capacity(extra_tags.len() + 1);
         if let Reference::Tag(t) = reference {
+            tags.push(t.clone());
+        }
+        for t in &extra_tags {
             if !tags.contains(t) {
-                tags.insert(0, t.clone());
+                tags.push(t.clone());
             }
         }
         let subject = parsed.subject.as_ref().map(|s| s.digest.clone());
+        let size = bytes.len() as u64;
         let record = new_manifest(&parsed, digest.clone(), bytes)?;
         self.meta.put_manifest(repo, &record, &tags).await?;
+        let media_type = &record.media_type;
+        let change = Change::ManifestPushed {
+            size,
+            media_type,
+            tags: &tags,
+        };
+        self.emit(origin, repo, Some(&digest), change);
         Ok(PutManifest {
             digest,
             subject,
@@ -65,7 +79,28 @@ impl Registry {
         })
     }
 
-    /// The manifest a tag or digest names in `repo`.
+    /// Serves the manifest a tag or digest names in `repo` (a GET: subscribers hear of it).
+    pub async fn pull_manifest(
+        &self,
+        repo: &RepoName,
+        reference: &Reference,
+        origin: &Origin<'_>,
+    ) -> Result<StoredManifest> {
+        let m = self.get_manifest(repo, reference).await?;
+        let tag = match reference {
+            Reference::Tag(t) => Some(t),
+            Reference::Digest(_) => None,
+        };
+        let change = Change::ManifestPulled {
+            size: m.bytes.len() as u64,
+            media_type: &m.media_type,
+            tag,
+        };
+        self.emit(origin, repo, Some(&m.digest), change);
+        Ok(m)
+    }
+
+    /// The manifest a tag or digest names in `repo`, without telling anyone (a HEAD).
     pub async fn get_manifest(
         &self,
         repo: &RepoName,
@@ -78,17 +113,25 @@ impl Registry {
     }
 
     /// Deletes by digest (the manifest and all its tags) or by tag (only the tag).
-    pub async fn delete_manifest(&self, repo: &RepoName, reference: &Reference) -> Result<()> {
+    pub async fn delete_manifest(
+        &self,
+        repo: &RepoName,
+        reference: &Reference,
+        origin: &Origin<'_>,
+    ) -> Result<()> {
         self.ensure_delete_enabled()?;
         let found = match reference {
             Reference::Digest(d) => self.meta.delete_manifest(repo, d).await?,
             Reference::Tag(t) => self.meta.delete_tag(repo, t).await?,
         };
-        if found {
-            Ok(())
-        } else {
-            Err(RegistryError::ManifestUnknown)
+        if !found {
+            return Err(RegistryError::ManifestUnknown);
         }
+        match reference {
+            Reference::Digest(d) => self.emit(origin, repo, Some(d), Change::ManifestDeleted),
+            Reference::Tag(tag) => self.emit(origin, repo, None, Change::TagDeleted { tag }),
+        }
+        Ok(())
     }
 }
 

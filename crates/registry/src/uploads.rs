@@ -9,6 +9,7 @@ use berth_oci::{Algorithm, Digest, Hasher, RepoName, UploadId};
 use berth_storage::{layout, ByteStream, StorageError};
 use futures::StreamExt;
 
+use crate::events::{Change, Origin};
 use crate::{Registry, RegistryError, Result};
 
 /// Where an upload session stands.
@@ -89,6 +90,7 @@ impl Registry {
         repo: &RepoName,
         digest: &Digest,
         from: Option<&RepoName>,
+        origin: &Origin<'_>,
     ) -> Result<Mount> {
         let alg = digest.algorithm();
         let Some(from) = from else {
@@ -97,6 +99,8 @@ impl Registry {
         for source in [from, repo] {
             if let Some(size) = self.meta.blob_size(source, digest).await? {
                 self.meta.link_blob(repo, digest, size).await?;
+                let change = Change::BlobMounted { size, from };
+                self.emit(origin, repo, Some(digest), change);
                 return Ok(Mount::Mounted(size));
             }
         }
@@ -146,6 +150,7 @@ impl Registry {
         digest: &Digest,
         start: Option<u64>,
         body: Option<ByteStream>,
+        origin: &Origin<'_>,
     ) -> Result<u64> {
         let _guard = self.upload_locks.lock(id).await;
         let (size, mut hasher) = self.resume(repo, id, start).await?;
@@ -162,6 +167,7 @@ impl Registry {
         self.verify_and_commit(repo, id, digest, size, hasher)
             .await?;
         self.meta.delete_upload(id).await?;
+        self.emit(origin, repo, Some(digest), Change::BlobPushed { size });
         Ok(size)
     }
 
@@ -172,6 +178,7 @@ impl Registry {
         repo: &RepoName,
         digest: &Digest,
         body: ByteStream,
+        origin: &Origin<'_>,
     ) -> Result<u64> {
         let id = new_upload_id();
         self.storage.upload_create(&id).await?;
@@ -187,6 +194,7 @@ impl Registry {
         };
         self.verify_and_commit(repo, &id, digest, size, hasher)
             .await?;
+        self.emit(origin, repo, Some(digest), Change::BlobPushed { size });
         Ok(size)
     }
 

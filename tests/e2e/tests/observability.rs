@@ -170,6 +170,21 @@ fn metrics_after_skopeo_push_and_pull() {
     );
     assert!(out_manifest >= manifest.len() as f64);
 
+    // The registry's own events, whoever caused them: each blob pushed once, the manifest
+    // pushed once (one tag) and pulled at least once, every blob pulled, with their sizes.
+    let ev = |event: &str| m.sum("berth_registry_events_total", &[("event", event)]);
+    let ev_bytes = |event: &str| m.sum("berth_registry_event_bytes_total", &[("event", event)]);
+    assert_eq!(ev("blob_pushed"), 3.0);
+    assert_eq!(ev_bytes("blob_pushed"), blob_bytes as f64);
+    assert_eq!(ev("manifest_pushed"), 1.0);
+    assert_eq!(ev_bytes("manifest_pushed"), manifest.len() as f64);
+    assert!(ev("manifest_pulled") >= 1.0);
+    assert!(ev("blob_pulled") >= 3.0 && ev_bytes("blob_pulled") >= blob_bytes as f64);
+    assert_eq!(
+        ev("blob_deleted") + ev("manifest_deleted") + ev("tag_deleted"),
+        0.0
+    );
+
     // Storage operations on the filesystem backend.
     let op = |name: &str| {
         m.sum(

@@ -8,14 +8,14 @@ use berth_meta::ops::{Inventory, Outbox};
 use berth_meta::postgres::{PostgresOptions, PostgresStore};
 use berth_meta::sqlite::{SqliteOptions, SqliteStore};
 use berth_meta::MetaStore;
-use berth_notify::{EndpointConfig, Notifier, NotifierHandle, Urls, WebhookSink};
+use berth_notify::{Notifier, NotifierHandle, Urls, WebhookSink};
 use berth_registry::{Registry, RegistryOptions, Sinks};
 use berth_storage::fs::FsBackend;
 use berth_storage::s3::{S3Backend, S3Options};
 use berth_storage::Backend;
 
 use crate::app;
-use crate::config::{self, ConfigError, DatabaseSettings, S3Settings, Settings, StorageSettings};
+use crate::config::{self, ConfigError, DatabaseSettings, Settings, StorageSettings};
 use crate::health::Health;
 use crate::listener::{self, BodyLimits, ConnLimits, ListenError, ListenOptions, Shutdown};
 use crate::metered::Metered;
@@ -153,20 +153,7 @@ fn start_notifications(
     if settings.notifications.is_empty() {
         return None;
     }
-    let endpoints = settings
-        .notifications
-        .iter()
-        .map(|e| EndpointConfig {
-            name: e.name.clone(),
-            url: e.url.clone(),
-            headers: e.headers.clone(),
-            timeout: e.timeout,
-            threshold: e.threshold,
-            backoff: e.backoff,
-            ignored_media_types: e.ignored_media_types.clone(),
-            ignored_actions: e.ignored_actions.clone(),
-        })
-        .collect();
+    let endpoints = settings.notifications.clone();
     let (notifier, handle) = Notifier::start(endpoints, c.outbox.clone(), settings.addr.clone());
     let urls = Urls {
         host: settings.host.clone(),
@@ -250,20 +237,10 @@ async fn spawn_debug_listener(
 
 /// `storage.s3` settings as the backend's options (credentials from the environment when the
 /// keys are absent; `AWS_CA_BUNDLE` adds trusted CAs for HTTPS endpoints).
-fn s3_options(s: &S3Settings) -> S3Options {
-    let mut o = S3Options::new(&s.bucket);
-    o.access_key = s.access_key.clone();
-    o.secret_key = s.secret_key.clone();
-    o.region = Some(s.region.clone());
-    o.region_endpoint = s.endpoint.clone();
-    o.root_directory = s.root.clone();
-    o.force_path_style = s.force_path_style;
-    o.secure = s.secure;
-    o.skip_verify = s.skip_verify;
-    o.chunk_size = s.chunk_size;
-    o.request_timeout = s.request_timeout;
-    // The only place the AWS variables are read: the storage crate reads no environment.
-    o.with_environment(|k| std::env::var(k).ok())
+/// The configured S3 options with what the AWS SDKs take from the environment: the only place
+/// the AWS variables are read (the storage crate reads no environment).
+fn s3_options(s: &S3Options) -> S3Options {
+    s.clone().with_environment(|k| std::env::var(k).ok())
 }
 
 async fn build_components(settings: &Settings) -> Result<Components, ServeError> {

@@ -30,7 +30,7 @@ const LEASE_POLL: Duration = Duration::from_secs(1);
 const LEASE_MARGIN: Duration = Duration::from_secs(10);
 
 /// One receiver, as configured in `notifications.endpoints`.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EndpointConfig {
     /// Name in logs and metrics.
     pub name: String,

@@ -22,6 +22,14 @@ pub enum Action {
 }
 
 impl Action {
+    /// Every action, in the order the configuration documents them.
+    pub const ALL: [Action; 4] = [Action::Push, Action::Pull, Action::Delete, Action::Mount];
+
+    /// The action named `name` in a config filter (`push`, `pull`, `delete`, `mount`).
+    pub fn parse(name: &str) -> Option<Action> {
+        Action::ALL.into_iter().find(|a| a.as_str() == name)
+    }
+
     /// The lowercase name used in config filters.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -18,7 +18,13 @@ pub fn effective_yaml(loaded: &Loaded) -> Result<String, serde_yaml::Error> {
     let s = &loaded.settings;
     let storage = match &s.storage {
         StorageSettings::Filesystem { root } => format!("filesystem at {}", root.display()),
-        StorageSettings::S3(c) => format!("s3 bucket {} ({})", c.bucket, c.region),
+        StorageSettings::S3(c) => format!(
+            "s3 bucket {} ({})",
+            c.bucket,
+            c.region
+                .as_deref()
+                .unwrap_or(berth_storage::s3::DEFAULT_REGION)
+        ),
     };
     let database = match &s.database {
         DatabaseSettings::Sqlite { path } => format!("embedded SQLite at {}", path.display()),

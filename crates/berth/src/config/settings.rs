@@ -41,7 +41,7 @@ pub struct Settings {
     /// `http.limits`.
     pub limits: LimitSettings,
     /// Webhook receivers.
-    pub notifications: Vec<EndpointSettings>,
+    pub notifications: Vec<berth_notify::EndpointConfig>,
     /// Storage health check.
     pub health: HealthSettings,
 }
@@ -123,35 +123,8 @@ pub enum StorageSettings {
         /// Root directory.
         root: PathBuf,
     },
-    /// S3-compatible object storage.
-    S3(S3Settings),
-}
-
-/// `storage.s3`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct S3Settings {
-    /// Access key (else the AWS environment).
-    pub access_key: Option<String>,
-    /// Secret key.
-    pub secret_key: Option<String>,
-    /// Region.
-    pub region: String,
-    /// Endpoint URL for non-AWS services.
-    pub endpoint: Option<String>,
-    /// Bucket.
-    pub bucket: String,
-    /// Key prefix inside the bucket (no leading or trailing slash).
-    pub root: String,
-    /// Path-style addressing.
-    pub force_path_style: bool,
-    /// HTTPS when the endpoint has no scheme.
-    pub secure: bool,
-    /// Skip TLS verification.
-    pub skip_verify: bool,
-    /// Multipart part size in bytes.
-    pub chunk_size: u64,
-    /// Total limit of a small request (`requesttimeout`).
-    pub request_timeout: Duration,
+    /// S3-compatible object storage (the storage crate's options, checked by it).
+    S3(berth_storage::s3::S3Options),
 }
 
 /// `storage.maintenance.uploadpurging` when enabled.
@@ -270,27 +243,6 @@ pub struct TokenSettings {
     pub root_cert_bundle: PathBuf,
     /// Redirect challenges.
     pub auto_redirect: bool,
-}
-
-/// One webhook receiver.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct EndpointSettings {
-    /// Name in logs and metrics.
-    pub name: String,
-    /// Receiver URL (http or https).
-    pub url: String,
-    /// Request headers.
-    pub headers: Vec<(String, String)>,
-    /// Per-request timeout.
-    pub timeout: Duration,
-    /// Failures before backing off.
-    pub threshold: u32,
-    /// Initial backoff.
-    pub backoff: Duration,
-    /// Media types not sent.
-    pub ignored_media_types: Vec<String>,
-    /// Actions not sent.
-    pub ignored_actions: Vec<String>,
 }
 
 /// `health.storagedriver`.

@@ -270,8 +270,8 @@ fn s3_and_token_keys() {
         panic!()
     };
     assert_eq!(s3.bucket, "reg");
-    assert_eq!(s3.root, "registry");
-    assert_eq!(s3.endpoint.as_deref(), Some("http://127.0.0.1:8333"));
+    assert_eq!(s3.root_directory, "/registry/");
+    assert_eq!(s3.region_endpoint.as_deref(), Some("http://127.0.0.1:8333"));
     assert!(s3.force_path_style && !s3.secure && s3.skip_verify);
     assert_eq!(s3.chunk_size, 10 << 20);
     let t = l.settings.auth.token.unwrap();
@@ -312,6 +312,22 @@ fn s3_request_timeout() {
     assert_eq!(err_key(&zero, &[]), "storage.s3.requesttimeout");
 }
 
+/// `v4auth` means what the storage crate says: `false` cannot work on Amazon S3 (refused),
+/// and an S3-compatible service is signed with V4 anyway (accepted, logged).
+#[test]
+fn s3_v4auth_false_is_refused_only_for_aws() {
+    let l = ok(
+        "storage:\n  s3:\n    regionendpoint: http://ceph:7480\n    bucket: reg\n    v4auth: false\n",
+        &[],
+    );
+    let StorageSettings::S3(s3) = &l.settings.storage else {
+        panic!()
+    };
+    assert!(!s3.v4auth);
+    let aws = "storage:\n  s3:\n    region: eu-west-1\n    bucket: reg\n    v4auth: false\n";
+    assert_eq!(err_key(aws, &[]), "storage.s3.v4auth");
+}
+
 #[test]
 fn s3_region_defaults_for_compatible_endpoints() {
     let l = ok(
@@ -321,7 +337,7 @@ fn s3_region_defaults_for_compatible_endpoints() {
     let StorageSettings::S3(s3) = &l.settings.storage else {
         panic!()
     };
-    assert_eq!(s3.region, "us-east-1");
+    assert_eq!(s3.region.as_deref(), Some("us-east-1"));
 }
 
 #[test]
@@ -375,7 +391,7 @@ fn seed_compose_minio_s3() {
     };
     assert_eq!(s3.access_key.as_deref(), Some("minioadmin"));
     assert_eq!(s3.secret_key.as_deref(), Some("minioadmin123"));
-    assert_eq!(s3.endpoint.as_deref(), Some("http://minio:9000"));
+    assert_eq!(s3.region_endpoint.as_deref(), Some("http://minio:9000"));
     assert!(s3.force_path_style && l.settings.delete_enabled);
     assert!(matches!(
         l.settings.database,

@@ -3,6 +3,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use berth_notify::{Action, EndpointConfig};
+use berth_storage::s3::S3Options;
+
 use super::de::Text;
 use super::file::{self, ConfigFile};
 use super::settings::*;
@@ -10,8 +13,6 @@ use super::{ConfigError, Warning};
 
 /// File name of the embedded metadata database, inside the storage root.
 pub const META_DB: &str = "berth-meta.sqlite";
-const MIN_CHUNK: u64 = 5 << 20;
-const DEFAULT_CHUNK: u64 = 10 << 20;
 
 type R<T> = Result<T, ConfigError>;
 
@@ -270,14 +271,17 @@ fn storage(s: &file::Storage) -> R<StorageSettings> {
     }
 }
 
-fn s3_settings(s: &file::S3) -> R<S3Settings> {
+/// `storage.s3` as the storage crate's own [`S3Options`]: the keys are copied here, and every
+/// rule on their values lives in [`S3Options::validate`] (reported under its key). Only the
+/// region rule is registry:2's configuration rule: required for AWS, defaulted for S3-compatible
+/// endpoints. The environment is added at startup ([`S3Options::with_environment`]).
+fn s3_settings(s: &file::S3) -> R<S3Options> {
     let text = |v: &Option<Text>| v.as_ref().map(|t| t.0.clone()).filter(|t| !t.is_empty());
-    let bucket =
-        text(&s.bucket).ok_or_else(|| ConfigError::value("storage.s3.bucket", "is required"))?;
-    // registry:2 needs a region only for AWS itself; S3-compatible services take any
-    let region = match (text(&s.region), text(&s.regionendpoint)) {
-        (Some(r), _) => r,
-        (None, Some(_)) => berth_storage::s3::DEFAULT_REGION.to_owned(),
+    let mut o = S3Options::new(text(&s.bucket).unwrap_or_default());
+    o.region = match (text(&s.region), text(&s.regionendpoint)) {
+        (Some(r), _) => Some(r),
+        (None, Some(_)) => Some(berth_storage::s3::DEFAULT_REGION.to_owned()),
+        (None, None) if o.bucket.is_empty() => None,
         (None, None) => {
             return Err(ConfigError::value(
                 "storage.s3.region",
@@ -285,50 +289,23 @@ fn s3_settings(s: &file::S3) -> R<S3Settings> {
             ))
         }
     };
-    if s.v4auth.is_some_and(|f| !f.0) {
-        return Err(ConfigError::value(
-            "storage.s3.v4auth",
-            "signature v2 is not supported; remove the key or set it to true",
-        ));
+    o.access_key = text(&s.accesskey);
+    o.secret_key = text(&s.secretkey);
+    o.region_endpoint = text(&s.regionendpoint);
+    o.root_directory = text(&s.rootdirectory).unwrap_or_default();
+    o.force_path_style = s.forcepathstyle.is_some_and(|f| f.0);
+    o.secure = s.secure.is_none_or(|f| f.0);
+    o.skip_verify = s.skipverify.is_some_and(|f| f.0);
+    o.v4auth = s.v4auth.is_none_or(|f| f.0);
+    if let Some(c) = s.chunksize {
+        o.chunk_size = c.0;
     }
-    let request_timeout = s3_request_timeout(s)?;
-    let chunk_size = s.chunksize.map_or(DEFAULT_CHUNK, |c| c.0);
-    if chunk_size < MIN_CHUNK {
-        return Err(ConfigError::value(
-            "storage.s3.chunksize",
-            format!("{chunk_size} is below S3's 5 MiB ({MIN_CHUNK}) minimum part size"),
-        ));
+    if let Some(t) = &s.requesttimeout {
+        o.request_timeout = t.0;
     }
-    Ok(S3Settings {
-        access_key: text(&s.accesskey),
-        secret_key: text(&s.secretkey),
-        region,
-        endpoint: text(&s.regionendpoint),
-        bucket,
-        root: text(&s.rootdirectory)
-            .map(|r| r.trim_matches('/').to_owned())
-            .unwrap_or_default(),
-        force_path_style: s.forcepathstyle.is_some_and(|f| f.0),
-        secure: s.secure.is_none_or(|f| f.0),
-        skip_verify: s.skipverify.is_some_and(|f| f.0),
-        chunk_size,
-        request_timeout,
-    })
-}
-
-/// `storage.s3.requesttimeout`: more than zero; 5 s when absent.
-fn s3_request_timeout(s: &file::S3) -> R<Duration> {
-    let timeout = s
-        .requesttimeout
-        .as_ref()
-        .map_or(berth_storage::s3::DEFAULT_REQUEST_TIMEOUT, |d| d.0);
-    if timeout.is_zero() {
-        return Err(ConfigError::value(
-            "storage.s3.requesttimeout",
-            "must be more than zero, e.g. 5s",
-        ));
-    }
-    Ok(timeout)
+    o.validate()
+        .map_err(|e| ConfigError::value(e.key, e.message))?;
+    Ok(o)
 }
 
 fn database(d: &file::Database, s: &StorageSettings, w: &mut Vec<Warning>) -> R<DatabaseSettings> {
@@ -383,7 +360,7 @@ fn purging(p: &file::UploadPurging) -> R<Option<PurgeSettings>> {
     }))
 }
 
-fn endpoint(i: usize, e: &file::Endpoint) -> R<EndpointSettings> {
+fn endpoint(i: usize, e: &file::Endpoint) -> R<EndpointConfig> {
     let key = |k: &str| format!("notifications.endpoints[{i}].{k}");
     let url = e.url.as_str();
     if !(url.starts_with("http://") || url.starts_with("https://")) {
@@ -406,16 +383,13 @@ fn endpoint(i: usize, e: &file::Endpoint) -> R<EndpointSettings> {
         .iter()
         .map(|t| t.0.clone())
         .collect::<Vec<_>>();
-    if let Some(a) = ignored_actions
-        .iter()
-        .find(|a| !["push", "pull", "delete", "mount"].contains(&a.as_str()))
-    {
+    if let Some(a) = ignored_actions.iter().find(|a| Action::parse(a).is_none()) {
         return Err(ConfigError::value(
             &key("ignore.actions"),
             format!("{a:?} is not push, pull, delete or mount"),
         ));
     }
-    Ok(EndpointSettings {
+    Ok(EndpointConfig {
         name: name.to_owned(),
         url: url.to_owned(),
         headers: headers(&key("headers"), &e.headers)?,

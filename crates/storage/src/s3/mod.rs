@@ -71,8 +71,8 @@ use crate::locks::UploadLocks;
 use crate::{BlobRead, BlobRedirect, BlobWrite, ByteRange, ByteStream, Result, StorageError};
 
 pub use options::{
-    S3Options, CREDENTIAL_ENV, DEFAULT_CHUNK_SIZE, DEFAULT_IDLE_TIMEOUT, DEFAULT_REGION,
-    DEFAULT_REQUEST_TIMEOUT, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE,
+    InvalidS3Option, S3Options, CREDENTIAL_ENV, DEFAULT_CHUNK_SIZE, DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_REGION, DEFAULT_REQUEST_TIMEOUT, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE,
 };
 pub use raw::PendingMultipart;
 
@@ -179,7 +179,7 @@ impl S3Backend {
     /// does not contact the service (the bucket must exist by the first request).
     pub fn new(opts: &S3Options) -> io::Result<Self> {
         let invalid = |e: String| io::Error::new(io::ErrorKind::InvalidInput, e);
-        opts.validate().map_err(invalid)?;
+        opts.validate().map_err(|e| invalid(e.to_string()))?;
         let bucket_url = opts.bucket_url().map_err(invalid)?;
         let store = Arc::new(opts.build_store(&bucket_url).map_err(invalid)?);
         let raw = raw::RawClient::new(opts, &bucket_url, Arc::clone(&store)).map_err(invalid)?;

@@ -19,6 +19,23 @@ pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default [`S3Options::idle_timeout`]: how long a transfer may go without receiving a byte.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// Why [`S3Options::validate`] refused: the registry:2 configuration key and what is wrong.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InvalidS3Option {
+    /// Dotted configuration key (`storage.s3.chunksize`).
+    pub key: &'static str,
+    /// What is wrong with its value.
+    pub message: String,
+}
+
+impl fmt::Display for InvalidS3Option {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.key, self.message)
+    }
+}
+
+impl std::error::Error for InvalidS3Option {}
+
 /// Environment variables that supply credentials when `accesskey`/`secretkey` are not set, as the
 /// AWS SDKs read them (static keys, session token, web identity / IRSA, ECS and EKS pod identity).
 /// The region when none is configured (registry:2's, and the AWS SDKs' fallback).
@@ -42,7 +59,7 @@ pub const CREDENTIAL_ENV: &[&str] = &[
 /// Keys registry:2 has and this backend does not use: `encrypt`, `keyid`, `storageclass`,
 /// `objectacl`, `sessiontoken`, `useragent`, `usedualstack`, `accelerate`, `loglevel`,
 /// `multipartcopy*` (a commit copies the upload's `chunksize` parts server-side, 8 at a time).
-#[derive(Clone)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct S3Options {
     /// `accesskey`; with `secretkey`. When both are absent, credentials come from the
     /// environment (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, web
@@ -188,24 +205,39 @@ impl S3Options {
     }
 
     /// Checks the values a misconfiguration would otherwise only reveal at the first request.
-    pub fn validate(&self) -> Result<(), String> {
+    /// This is the one place these rules live: the configuration loader reports its errors under
+    /// their keys.
+    pub fn validate(&self) -> Result<(), InvalidS3Option> {
+        let bad = |key, message: String| Err(InvalidS3Option { key, message });
         if self.bucket.is_empty() {
-            return Err("storage.s3.bucket is required".into());
+            return bad("storage.s3.bucket", "is required".into());
         }
         if !(MIN_CHUNK_SIZE..=MAX_CHUNK_SIZE).contains(&self.chunk_size) {
-            return Err(format!(
-                "storage.s3.chunksize {} must be between {MIN_CHUNK_SIZE} (5 MiB) and {MAX_CHUNK_SIZE} (5 GiB)",
-                self.chunk_size
-            ));
+            return bad(
+                "storage.s3.chunksize",
+                format!(
+                    "{} must be between {MIN_CHUNK_SIZE} (5 MiB) and {MAX_CHUNK_SIZE} (5 GiB)",
+                    self.chunk_size
+                ),
+            );
         }
         if self.request_timeout.is_zero() {
-            return Err("storage.s3.requesttimeout must be more than zero".into());
+            return bad(
+                "storage.s3.requesttimeout",
+                "must be more than zero, e.g. 5s".into(),
+            );
         }
         if self.idle_timeout.is_zero() {
-            return Err("the S3 idle timeout must be more than zero".into());
+            return bad(
+                "storage.s3",
+                "the idle timeout must be more than zero".into(),
+            );
         }
         if self.access_key.is_some() != self.secret_key.is_some() {
-            return Err("storage.s3.accesskey and secretkey must be set together".into());
+            return bad(
+                "storage.s3.accesskey",
+                "accesskey and secretkey must be set together".into(),
+            );
         }
         if !self.v4auth {
             let aws = self
@@ -213,7 +245,11 @@ impl S3Options {
                 .as_deref()
                 .is_none_or(|e| e.is_empty() || e.contains("amazonaws.com"));
             if aws {
-                return Err("storage.s3.v4auth: false is not possible on Amazon S3".into());
+                return bad(
+                    "storage.s3.v4auth",
+                    "signature v2 is not possible on Amazon S3; remove the key or set it to true"
+                        .into(),
+                );
             }
             tracing::warn!(
                 "storage.s3.v4auth is false, but only Signature V4 is implemented; signing with V4"
@@ -378,16 +414,20 @@ mod tests {
         assert!(opts(None).validate().is_ok());
         let mut o = opts(None);
         o.chunk_size = MIN_CHUNK_SIZE - 1;
-        assert!(o.validate().unwrap_err().contains("chunksize"));
+        assert_eq!(o.validate().unwrap_err().key, "storage.s3.chunksize");
         let mut o = opts(None);
         o.access_key = Some("k".into());
         assert!(o.validate().is_err());
         let mut o = opts(None);
         o.request_timeout = Duration::ZERO;
-        assert!(o.validate().unwrap_err().contains("requesttimeout"));
+        assert_eq!(o.validate().unwrap_err().key, "storage.s3.requesttimeout");
         let mut o = opts(None);
         o.v4auth = false;
-        assert!(o.validate().is_err(), "no V2 signatures on AWS");
+        assert_eq!(
+            o.validate().unwrap_err().key,
+            "storage.s3.v4auth",
+            "no V2 signatures on AWS"
+        );
         let mut o = opts(Some("http://ceph:7480"));
         o.v4auth = false;
         assert!(o.validate().is_ok());

@@ -75,7 +75,7 @@ pub async fn purge_once(
 mod tests {
     use super::*;
     use berth_meta::sqlite::SqliteStore;
-    use berth_meta::UploadSession;
+    use berth_meta::{UploadSession, UploadSessions};
     use berth_oci::{RepoName, UploadId};
     use berth_storage::fs::FsBackend;
     use berth_storage::UploadStore;

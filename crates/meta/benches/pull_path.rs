@@ -7,7 +7,7 @@
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
 use berth_meta::sqlite::{SqliteOptions, SqliteStore};
-use berth_meta::{MetaStore, NewManifest};
+use berth_meta::{BlobLinks, Manifests, NewManifest};
 use berth_oci::{Digest, Reference, RepoName, Tag};
 use bytes::Bytes;
 use criterion::{black_box, criterion_group, criterion_main, Criterion};

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use berth_meta::sqlite::{SqliteOptions, SqliteStore};
-use berth_meta::{MetaStore, NewManifest};
+use berth_meta::{BlobLinks, Manifests, NewManifest};
 use berth_oci::{Digest, Reference, RepoName, Tag};
 use bytes::Bytes;
 

@@ -5,7 +5,14 @@
 //! upload sessions) live in a transactional database. Distribution keeps all of this as files, which
 //! makes catalog and tag listing crawl and forces stop-the-world GC; Harbor, Quay and GitLab moved to
 //! a database for that reason. Each [`MetaStore`] method is one domain operation that commits in one
-//! transaction, so a manifest, its links and its tags appear together or not at all.
+//! transaction, so a manifest, its links and its tags appear together or not at all, and a
+//! completed upload's session disappears in the same transaction that links its blob.
+//!
+//! The interface is split into small role traits, as storage splits its `Backend`:
+//! [`BlobLinks`], [`Manifests`], [`Listing`], [`UploadSessions`] and [`Health`] make up
+//! [`MetaStore`] (implemented for every type that has all five); the operations side has
+//! [`ops::Outbox`] and [`ops::Inventory`] beside it. Column values read back are turned into
+//! domain values in one place for both stores (`rows`).
 //!
 //! Manifest bytes (≤ 4 MiB) are stored in the database, byte-exact, so a manifest pull is a single
 //! indexed lookup. SQLite ([`sqlite::SqliteStore`]) is the zero-setup default; PostgreSQL
@@ -17,6 +24,7 @@
 pub mod ops;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+mod rows;
 pub mod sqlite;
 #[cfg(any(test, feature = "suite"))]
 pub mod suite;
@@ -93,9 +101,14 @@ pub struct UploadSession {
     pub hash_state: Vec<u8>,
 }
 
-/// Domain operations on registry metadata. Each call is atomic.
+// The domain operations, split into role traits (as storage splits `Backend`), so a wrapper, a
+// fake or a caller names only the part it uses. `MetaStore` is their sum and what the registry
+// holds (`Arc<dyn MetaStore>`); every store implements the roles and gets `MetaStore` from the
+// blanket impl. Each call is atomic.
+
+/// Which repository may use which committed blob (registry:2's layer links).
 #[async_trait]
-pub trait MetaStore: Send + Sync {
+pub trait BlobLinks: Send + Sync {
     /// Links a committed blob into a repository (creating the repository). Idempotent.
     async fn link_blob(&self, repo: &RepoName, digest: &Digest, size: u64) -> Result<()>;
 
@@ -104,7 +117,11 @@ pub trait MetaStore: Send + Sync {
 
     /// Unlinks a blob from a repository; `false` if it was not linked.
     async fn unlink_blob(&self, repo: &RepoName, digest: &Digest) -> Result<bool>;
+}
 
+/// Manifests, byte-exact, with their references and the tags pointing at them.
+#[async_trait]
+pub trait Manifests: Send + Sync {
     /// Records a manifest and points `tags` at it, in one transaction. Fails with `MissingBlob` /
     /// `MissingManifest` (writing nothing) when a referenced blob is not linked into `repo` or a
     /// child manifest is not in `repo`. Re-putting identical content is idempotent; tags move.
@@ -124,7 +141,11 @@ pub trait MetaStore: Send + Sync {
 
     /// Deletes one tag (the manifest stays); `false` if absent.
     async fn delete_tag(&self, repo: &RepoName, tag: &Tag) -> Result<bool>;
+}
 
+/// Paginated listings: tags, the catalog, referrers.
+#[async_trait]
+pub trait Listing: Send + Sync {
     /// Tags of `repo` in lexical (byte) order, strictly after `last`, at most `limit`.
     /// `None` when the repository is unknown: it never had a blob linked or a manifest pushed (a
     /// repository stays known after its content is deleted, like registry:2's directory).
@@ -149,7 +170,11 @@ pub trait MetaStore: Send + Sync {
         last: Option<&Digest>,
         limit: usize,
     ) -> Result<Vec<Descriptor>>;
+}
 
+/// In-progress blob upload sessions.
+#[async_trait]
+pub trait UploadSessions: Send + Sync {
     /// Records a new upload session.
     async fn create_upload(&self, session: &UploadSession) -> Result<()>;
 
@@ -162,6 +187,30 @@ pub trait MetaStore: Send + Sync {
     /// Forgets an upload session; `false` if absent.
     async fn delete_upload(&self, id: &UploadId) -> Result<bool>;
 
+    /// Completes session `id` of `repo` whose bytes were committed as blob `digest` of `size`
+    /// bytes: forgets the session and links the blob into `repo` in ONE transaction, so no reader
+    /// ever sees the session gone without the blob linked, or the blob linked with the session
+    /// still open. `false`, writing nothing, when `repo` has no such session (never started,
+    /// already completed or cancelled, or another repository's): of two concurrent completions
+    /// exactly one gets `true`.
+    async fn complete_upload(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        size: u64,
+        id: &UploadId,
+    ) -> Result<bool>;
+}
+
+/// Reachability, for readiness probes.
+#[async_trait]
+pub trait Health: Send + Sync {
     /// Cheap reachability check for readiness probes.
     async fn ping(&self) -> Result<()>;
 }
+
+/// Everything the registry needs from the metadata store: the sum of the role traits, each call
+/// atomic. Implemented for every type that implements all of them.
+pub trait MetaStore: BlobLinks + Manifests + Listing + UploadSessions + Health {}
+
+impl<T: BlobLinks + Manifests + Listing + UploadSessions + Health> MetaStore for T {}

@@ -49,7 +49,10 @@ use deadpool_postgres::{Object, Pool};
 pub use migrate::LATEST as SCHEMA_VERSION;
 use pool::Fail;
 
-use crate::{MetaStore, NewManifest, Result, StoredManifest, UploadSession};
+use crate::{
+    BlobLinks, Health, Listing, Manifests, NewManifest, Result, StoredManifest, UploadSession,
+    UploadSessions,
+};
 
 /// How often an operation that hit a deadlock or serialization failure is tried in all.
 const ATTEMPTS: u32 = 5;
@@ -86,7 +89,7 @@ impl std::fmt::Debug for PostgresOptions {
     }
 }
 
-/// [`MetaStore`] on PostgreSQL. Cheap to clone; clones share the pool.
+/// [`MetaStore`](crate::MetaStore) on PostgreSQL. Cheap to clone; clones share the pool.
 #[derive(Clone)]
 pub struct PostgresStore {
     pool: Pool,
@@ -161,7 +164,7 @@ impl PostgresStore {
 }
 
 #[async_trait]
-impl MetaStore for PostgresStore {
+impl BlobLinks for PostgresStore {
     async fn link_blob(&self, repo: &RepoName, digest: &Digest, size: u64) -> Result<()> {
         self.run("link blob", || async {
             let mut conn = self.conn().await?;
@@ -185,7 +188,10 @@ impl MetaStore for PostgresStore {
         })
         .await
     }
+}
 
+#[async_trait]
+impl Manifests for PostgresStore {
     async fn put_manifest(&self, repo: &RepoName, m: &NewManifest, tags: &[Tag]) -> Result<()> {
         self.run("put manifest", || async {
             let mut conn = self.conn().await?;
@@ -224,7 +230,10 @@ impl MetaStore for PostgresStore {
         })
         .await
     }
+}
 
+#[async_trait]
+impl Listing for PostgresStore {
     async fn list_tags(
         &self,
         repo: &RepoName,
@@ -264,7 +273,10 @@ impl MetaStore for PostgresStore {
         })
         .await
     }
+}
 
+#[async_trait]
+impl UploadSessions for PostgresStore {
     async fn create_upload(&self, session: &UploadSession) -> Result<()> {
         self.run("create upload session", || async {
             write::create_upload(&self.conn().await?, session).await
@@ -293,6 +305,26 @@ impl MetaStore for PostgresStore {
         .await
     }
 
+    async fn complete_upload(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        size: u64,
+        id: &UploadId,
+    ) -> Result<bool> {
+        self.run("complete upload", || async {
+            let mut conn = self.conn().await?;
+            let tx = conn.transaction().await?;
+            let closed = write::complete_upload(&tx, repo, digest, size, id).await?;
+            tx.commit().await?;
+            Ok(closed)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl Health for PostgresStore {
     async fn ping(&self) -> Result<()> {
         self.run("ping", || async { read::ping(&self.conn().await?).await })
             .await

@@ -58,7 +58,10 @@ use async_trait::async_trait;
 use berth_oci::manifest::Descriptor;
 use berth_oci::{Digest, Reference, RepoName, Tag, UploadId};
 
-use crate::{MetaError, MetaStore, NewManifest, Result, StoredManifest, UploadSession};
+use crate::{
+    BlobLinks, Health, Listing, Manifests, MetaError, NewManifest, Result, StoredManifest,
+    UploadSession, UploadSessions,
+};
 
 /// Largest page (rows) read inline on the runtime thread; bigger pages go to the blocking pool.
 pub const INLINE_PAGE: usize = 1001;
@@ -81,7 +84,7 @@ impl Default for SqliteOptions {
     }
 }
 
-/// [`MetaStore`] on an SQLite database file. Cheap to clone; clones share the connections.
+/// [`MetaStore`](crate::MetaStore) on an SQLite database file. Cheap to clone; clones share the connections.
 #[derive(Clone)]
 pub struct SqliteStore {
     db: Arc<conn::Db>,
@@ -138,7 +141,7 @@ impl<T> Context<T> for rusqlite::Result<T> {
 }
 
 #[async_trait]
-impl MetaStore for SqliteStore {
+impl BlobLinks for SqliteStore {
     async fn link_blob(&self, repo: &RepoName, digest: &Digest, size: u64) -> Result<()> {
         let (repo, digest) = (repo.clone(), digest.clone());
         self.db
@@ -159,7 +162,10 @@ impl MetaStore for SqliteStore {
             .write(move |c| write::unlink_blob(c, &repo, &digest))
             .await
     }
+}
 
+#[async_trait]
+impl Manifests for SqliteStore {
     async fn put_manifest(&self, repo: &RepoName, m: &NewManifest, tags: &[Tag]) -> Result<()> {
         let (repo, m, tags) = (repo.clone(), m.clone(), tags.to_vec());
         self.db
@@ -194,7 +200,10 @@ impl MetaStore for SqliteStore {
             .write(move |c| write::delete_tag(c, &repo, &tag))
             .await
     }
+}
 
+#[async_trait]
+impl Listing for SqliteStore {
     async fn list_tags(
         &self,
         repo: &RepoName,
@@ -237,7 +246,10 @@ impl MetaStore for SqliteStore {
         };
         self.db.read(move |c| read::referrers(c, &query)).await
     }
+}
 
+#[async_trait]
+impl UploadSessions for SqliteStore {
     async fn create_upload(&self, session: &UploadSession) -> Result<()> {
         let session = session.clone();
         self.db
@@ -262,6 +274,22 @@ impl MetaStore for SqliteStore {
         self.db.write(move |c| write::delete_upload(c, &id)).await
     }
 
+    async fn complete_upload(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        size: u64,
+        id: &UploadId,
+    ) -> Result<bool> {
+        let (repo, digest, id) = (repo.clone(), digest.clone(), id.clone());
+        self.db
+            .write(move |c| write::complete_upload(c, &repo, &digest, size, &id))
+            .await
+    }
+}
+
+#[async_trait]
+impl Health for SqliteStore {
     async fn ping(&self) -> Result<()> {
         self.db.read_short(read::ping).await
     }

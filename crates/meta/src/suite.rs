@@ -1,6 +1,10 @@
-//! The [`MetaStore`] conformance suite: the same cases against every implementation.
+//! The metadata-store conformance suite: the same cases against every implementation, in one
+//! part per role ([`BlobLinks`](crate::BlobLinks), [`Manifests`](crate::Manifests),
+//! [`Listing`](crate::Listing), [`UploadSessions`](crate::UploadSessions), the store as a whole,
+//! and the operations side's [`Outbox`] and [`Inventory`]), so SQLite and PostgreSQL are held to
+//! exactly the same behaviour.
 //!
-//! Each case is a public `async fn` taking a [`Fixture`], written only against the trait; the
+//! Each case is a public `async fn` taking a [`Fixture`], written only against the traits; the
 //! [`meta_suite!`](crate::meta_suite) macro expands into one `#[tokio::test]` per case so a failure
 //! names the case:
 //!
@@ -9,6 +13,9 @@
 //!     berth_meta::meta_suite!(my_fixture());   // any expression of type impl Future<Output = F>
 //! }
 //! ```
+//!
+//! `meta_suite!(@blob_links my_fixture())` (likewise `@manifests`, `@listing`,
+//! `@upload_sessions`, `@store`, `@outbox`, `@inventory`) expands one part only.
 //!
 //! The calling crate needs `tokio` (features `macros`, `rt-multi-thread`) and, from outside this
 //! crate, the `suite` feature. A store that persists implements [`Fixture::reopen`] so the suite
@@ -24,32 +31,49 @@ use async_trait::async_trait;
 use berth_oci::{Digest, Reference, RepoName, Tag, UploadId};
 use bytes::Bytes;
 
+use crate::ops::{Counts, Inventory, Outbox};
 use crate::{MetaError, MetaStore, NewManifest, UploadSession};
 
 /// A store under test, plus whatever keeps its data alive (a temporary directory, a schema).
+/// The three views are of the same store (clones sharing its connections).
 #[async_trait]
 pub trait Fixture: Send + Sized + 'static {
-    /// The store under test.
+    /// The store under test, as the registry holds it.
     fn store(&self) -> Arc<dyn MetaStore>;
 
+    /// The same store's webhook outbox.
+    fn outbox(&self) -> Arc<dyn Outbox>;
+
+    /// The same store's inventory.
+    fn inventory(&self) -> Arc<dyn Inventory>;
+
     /// Closes the store and opens it again on the same data. `None` (the default) for stores that
-    /// do not persist; the reopen case then passes trivially.
+    /// do not persist; the reopen cases then pass trivially.
     async fn reopen(self) -> Option<Self> {
         None
     }
 }
 
 /// A fixture for a store without persistence.
-pub struct Ephemeral(pub Arc<dyn MetaStore>);
+pub struct Ephemeral<S>(pub Arc<S>);
 
-impl Fixture for Ephemeral {
+impl<S: MetaStore + Outbox + Inventory + 'static> Fixture for Ephemeral<S> {
     fn store(&self) -> Arc<dyn MetaStore> {
-        Arc::clone(&self.0)
+        Arc::clone(&self.0) as Arc<dyn MetaStore>
+    }
+
+    fn outbox(&self) -> Arc<dyn Outbox> {
+        Arc::clone(&self.0) as Arc<dyn Outbox>
+    }
+
+    fn inventory(&self) -> Arc<dyn Inventory> {
+        Arc::clone(&self.0) as Arc<dyn Inventory>
     }
 }
 
 /// Expands into one `#[tokio::test]` per conformance case, each building its store with `$make`
-/// (an expression evaluating to a future of a [`Fixture`](crate::suite::Fixture)).
+/// (an expression evaluating to a future of a [`Fixture`](crate::suite::Fixture)); with a
+/// leading `@part`, only that part's cases.
 #[macro_export]
 macro_rules! meta_suite {
     (@cases $make:expr; $($case:ident),+ $(,)?) => {
@@ -68,10 +92,14 @@ macro_rules! meta_suite {
             }
         )+
     };
-    ($make:expr) => {
+    (@blob_links $make:expr) => {
         $crate::meta_suite!(@cases $make;
             link_blob_is_idempotent_and_scoped,
             unlink_blob_reports_whether_it_was_linked,
+        );
+    };
+    (@manifests $make:expr) => {
+        $crate::meta_suite!(@cases $make;
             put_then_get_by_tag_and_digest_is_byte_exact,
             get_unknown_manifest_is_none,
             put_with_missing_blob_writes_nothing,
@@ -86,6 +114,10 @@ macro_rules! meta_suite {
             delete_manifest_removes_every_tag_pointing_at_it,
             delete_tag_keeps_the_manifest,
             deleting_a_child_keeps_the_index,
+        );
+    };
+    (@listing $make:expr) => {
+        $crate::meta_suite!(@cases $make;
             list_tags_of_unknown_repository_is_none,
             list_tags_of_repository_without_tags_is_empty,
             list_tags_is_byte_ordered_after_last_within_limit,
@@ -97,8 +129,22 @@ macro_rules! meta_suite {
             referrers_paginate_by_digest,
             deleted_referrer_is_no_longer_listed,
             deleting_the_subject_keeps_referrers_listable,
+        );
+    };
+    (@upload_sessions $make:expr) => {
+        $crate::meta_suite!(@cases $make;
             upload_sessions_round_trip,
             update_upload_replaces_the_hash_state,
+            complete_upload_links_the_blob_and_closes_the_session,
+            complete_upload_of_an_unknown_session_writes_nothing,
+            complete_upload_of_an_already_linked_blob_succeeds,
+        );
+        $crate::meta_suite!(@concurrent $make;
+            complete_upload_is_atomic_and_happens_once,
+        );
+    };
+    (@store $make:expr) => {
+        $crate::meta_suite!(@cases $make;
             ping_succeeds,
             data_survives_reopen,
         );
@@ -108,15 +154,43 @@ macro_rules! meta_suite {
             reads_and_writes_interleave_without_errors,
         );
     };
+    (@outbox $make:expr) => {
+        $crate::meta_suite!(@cases $make;
+            outbox_is_a_fifo_per_endpoint,
+            outbox_survives_reopen,
+            one_lease_holder_per_endpoint_until_it_runs_out,
+        );
+    };
+    (@inventory $make:expr) => {
+        $crate::meta_suite!(@cases $make;
+            inventory_counts_what_the_store_holds,
+            inventory_lists_stale_uploads_oldest_first,
+        );
+    };
+    ($make:expr) => {
+        $crate::meta_suite!(@blob_links $make);
+        $crate::meta_suite!(@manifests $make);
+        $crate::meta_suite!(@listing $make);
+        $crate::meta_suite!(@upload_sessions $make);
+        $crate::meta_suite!(@store $make);
+        $crate::meta_suite!(@outbox $make);
+        $crate::meta_suite!(@inventory $make);
+    };
 }
 
-mod listings;
+mod links;
+mod listing;
+mod manifests;
+mod ops;
 mod sessions;
-mod writes;
+mod store;
 
-pub use listings::*;
+pub use links::*;
+pub use listing::*;
+pub use manifests::*;
+pub use ops::*;
 pub use sessions::*;
-pub use writes::*;
+pub use store::*;
 
 // ---------------------------------------------------------------------------------------------
 // Test data, shared by the case modules

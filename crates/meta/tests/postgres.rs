@@ -1,6 +1,8 @@
 //! What only the PostgreSQL store has: two replicas (two pools) racing on one database,
 //! migrations run concurrently, a server restart under load, the query plans of the hot read
-//! statements, and the outbox/inventory role traits. Each test starts its own throwaway cluster (see `pg/mod.rs`).
+//! statements, and replicas sharing the outbox (one lease holder, ordered delivery). The cases
+//! every store must pass, the outbox and inventory ones included, are in `postgres_suite.rs`.
+//! Each test starts its own throwaway cluster (see `pg/mod.rs`).
 
 // Test code: a failed unwrap/expect is how a test fails, and output goes to the test log.
 #![allow(
@@ -17,10 +19,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use berth_meta::ops::{Counts, Inventory, Outbox};
+use berth_meta::ops::Outbox;
 use berth_meta::postgres::{read, PostgresStore, SCHEMA_VERSION};
-use berth_meta::{MetaError, MetaStore, NewManifest, UploadSession};
-use berth_oci::{Digest, Reference, RepoName, Tag, UploadId};
+use berth_meta::{BlobLinks, Health, Listing, Manifests, MetaError, NewManifest};
+use berth_oci::{Digest, Reference, RepoName, Tag};
 use bytes::Bytes;
 use pg::PgCluster;
 
@@ -446,50 +448,6 @@ async fn hot_read_statements_use_indexes() {
             panic!("{name}: {problem}\n{}", plan.join("\n"));
         }
     }
-}
-
-/// The outbox is a FIFO per endpoint; acking removes a prefix; counts and stale uploads are
-/// read from the whole store.
-#[tokio::test]
-async fn outbox_and_inventory_work_like_sqlite() {
-    let cluster = PgCluster::start();
-    let s = cluster.store().await;
-    let ev = |e: &str, p: &str| (e.to_owned(), Bytes::from(p.to_owned()));
-    s.enqueue(&[ev("a", "1"), ev("b", "x"), ev("a", "2"), ev("a", "3")])
-        .await
-        .expect("enqueue");
-    s.enqueue(&[]).await.expect("empty enqueue");
-    assert_eq!(s.pending_count("a").await.expect("count"), 3);
-    let first = s.pending("a", 2).await.expect("pending");
-    let payloads: Vec<&[u8]> = first.iter().map(|e| e.payload.as_ref()).collect();
-    assert_eq!(payloads, [b"1".as_ref(), b"2".as_ref()]);
-    s.ack("a", first[1].id).await.expect("ack");
-    let rest = s.pending("a", 10).await.expect("pending");
-    assert_eq!(rest.len(), 1);
-    assert_eq!(rest[0].payload.as_ref(), b"3");
-    assert_eq!(s.pending_count("b").await.expect("count"), 1);
-
-    assert_eq!(s.counts().await.expect("counts"), Counts::default());
-    let r = repo("inv/app");
-    s.link_blob(&r, &Digest::sha256_of(b"x"), 3)
-        .await
-        .expect("link");
-    for (byte, at) in [(1u8, 100), (2u8, 10_000)] {
-        let session = UploadSession {
-            id: UploadId::from_random([byte; 16]),
-            repo: r.clone(),
-            started_at: at,
-            hash_state: Vec::new(),
-        };
-        s.create_upload(&session).await.expect("create upload");
-    }
-    let c = s.counts().await.expect("counts");
-    assert_eq!(
-        (c.repositories, c.blobs, c.uploads, c.manifests),
-        (1, 1, 2, 0)
-    );
-    let stale = s.stale_uploads(5_000, 10).await.expect("stale");
-    assert_eq!(stale, [UploadId::from_random([1; 16])]);
 }
 
 /// Replicas racing for an endpoint's delivery lease: exactly one wins each round, the holder

@@ -1,5 +1,6 @@
-//! The MetaStore conformance suite (the same cases SQLite passes) against a real PostgreSQL:
-//! every case gets its own throwaway cluster (see `pg/mod.rs`).
+//! The metadata-store conformance suite (the same cases SQLite passes: every role, the outbox and
+//! the inventory) against a real PostgreSQL: every case gets its own throwaway cluster (see
+//! `pg/mod.rs`).
 
 // Test code: a failed unwrap/expect is how a test fails, and output goes to the test log.
 #![allow(

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use berth_meta::sqlite::SqliteStore;
 use berth_meta::suite::Ephemeral;
 
-async fn temporary() -> Ephemeral {
+async fn temporary() -> Ephemeral<SqliteStore> {
     Ephemeral(Arc::new(
         SqliteStore::open_temporary().expect("temporary store"),
     ))

@@ -10,6 +10,9 @@
 //!   linked in the metadata store — commit always precedes link, so nothing half-written is visible;
 //! * uploads are hashed while they stream; the resumable hash state is saved with the session after
 //!   every append, so a session continues after a restart (or on another replica);
+//! * completing an upload links its blob and closes its session in one metadata transaction;
+//!   appends to one session never interleave, guarded by storage's per-upload lock alone (the
+//!   registry adds checks, not a second lock: see the `uploads` module);
 //! * a manifest, its blob links and its tags commit in one metadata transaction;
 //! * every change and every served manifest or blob is told to the subscribed [`EventSink`]s
 //!   once it succeeded, with the caller's [`Origin`] ([`events`]).
@@ -61,7 +64,6 @@ pub struct Registry {
     storage: Arc<dyn Backend>,
     meta: Arc<dyn MetaStore>,
     opts: RegistryOptions,
-    upload_locks: uploads::SessionLocks,
     redirect: Option<Duration>,
     sinks: Sinks,
 }
@@ -73,7 +75,6 @@ impl Registry {
             storage,
             meta,
             opts,
-            upload_locks: Default::default(),
             redirect: None,
             sinks: Sinks::default(),
         }

@@ -1,7 +1,28 @@
 //! Blob upload sessions: start, mount, append (streamed or chunked), status, finish, cancel.
+//!
+//! # Concurrency: one lock layer, storage's
+//!
+//! The registry takes no per-upload lock of its own. The backends' per-upload lock (storage's
+//! `locks` module) is the one layer: every append, commit and abort of an upload holds it, so
+//! appends to one session never interleave, and the filesystem's lock outlives a cancelled request
+//! whose write is still running on the blocking pool (a registry-level lock is released when the
+//! request's future is dropped, which is exactly when that write may still be going). That lock
+//! is also what the backend conformance suite holds every backend to, for any caller; a second,
+//! registry-level lock could only ever cover one process, while sessions continue on any replica.
+//!
+//! What the registry adds on top is ordering and checks, so that a request racing another on
+//! the same session fails instead of corrupting it:
+//! * an append starts at the size storage reports and storage refuses any other offset
+//!   (`OffsetMismatch`, answered 416), so of two racing appends one wins whole;
+//! * the saved hash state must cover exactly the bytes storage holds, else the append is refused;
+//! * after a commit the blob's size is checked against the bytes that were hashed, so an append
+//!   that slipped in between verification and commit fails the completion instead of linking a
+//!   blob whose bytes are not its digest's;
+//! * completing links the blob and closes the session in one metadata transaction
+//!   ([`berth_meta::UploadSessions::complete_upload`]); of two racing completions, or a
+//!   completion racing a cancel, only one takes effect and the other answers "upload unknown".
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use berth_meta::UploadSession;
@@ -28,31 +49,6 @@ pub enum Mount {
     Mounted(u64),
     /// The source lacked the blob; a normal upload session was started instead.
     Started(UploadProgress),
-}
-
-/// Per-session async locks so appends to one session never interleave within this process
-/// (storage's offset check covers other processes).
-#[derive(Default)]
-pub(crate) struct SessionLocks(Mutex<HashMap<UploadId, Weak<tokio::sync::Mutex<()>>>>);
-
-impl SessionLocks {
-    async fn lock(&self, id: &UploadId) -> tokio::sync::OwnedMutexGuard<()> {
-        let lock = {
-            let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-            if map.len() > 1024 {
-                map.retain(|_, w| w.strong_count() > 0);
-            }
-            match map.get(id).and_then(Weak::upgrade) {
-                Some(l) => l,
-                None => {
-                    let l = Arc::new(tokio::sync::Mutex::new(()));
-                    map.insert(id.clone(), Arc::downgrade(&l));
-                    l
-                }
-            }
-        };
-        lock.lock_owned().await
-    }
 }
 
 /// An append that failed; when the client's stream broke, the hasher reflects the bytes kept.
@@ -125,24 +121,34 @@ impl Registry {
         start: Option<u64>,
         body: ByteStream,
     ) -> Result<u64> {
-        let _guard = self.upload_locks.lock(id).await;
         let (size, hasher) = self.resume(repo, id, start).await?;
         match self.append(id, size, hasher, body).await {
             Ok((new_size, hasher)) => {
-                self.meta.update_upload(id, &hasher.to_state()).await?;
+                self.save_hash(id, &hasher).await?;
                 Ok(new_size)
             }
             Err(AppendFailure { error, kept }) => {
                 if let Some(h) = kept {
-                    self.meta.update_upload(id, &h.to_state()).await?;
+                    self.save_hash(id, &h).await?;
                 }
                 Err(error)
             }
         }
     }
 
+    /// Saves the hash state after an append; the session may have been completed or cancelled
+    /// meanwhile, and then the append is answered as one to an unknown session.
+    async fn save_hash(&self, id: &UploadId, hasher: &Hasher) -> Result<()> {
+        if self.meta.update_upload(id, &hasher.to_state()).await? {
+            Ok(())
+        } else {
+            Err(RegistryError::UploadUnknown)
+        }
+    }
+
     /// Completes a session: appends the optional final chunk, verifies `digest` over all bytes,
-    /// commits the blob and links it into `repo`. On a digest mismatch the upload is discarded.
+    /// commits the blob, then links it into `repo` and closes the session in one metadata
+    /// transaction. On a digest mismatch the upload is discarded.
     pub async fn finish_upload(
         &self,
         repo: &RepoName,
@@ -152,7 +158,6 @@ impl Registry {
         body: Option<ByteStream>,
         origin: &Origin<'_>,
     ) -> Result<u64> {
-        let _guard = self.upload_locks.lock(id).await;
         let (size, mut hasher) = self.resume(repo, id, start).await?;
         if hasher.is_empty() {
             hasher = Hasher::new(digest.algorithm());
@@ -164,9 +169,11 @@ impl Registry {
                 .map_err(|f| f.error)?,
             None => (size, hasher),
         };
-        self.verify_and_commit(repo, id, digest, size, hasher)
-            .await?;
-        self.meta.delete_upload(id).await?;
+        self.verify_and_commit(id, digest, size, hasher).await?;
+        if !self.meta.complete_upload(repo, digest, size, id).await? {
+            // Cancelled or completed by a concurrent request after our checks.
+            return Err(RegistryError::UploadUnknown);
+        }
         self.emit(origin, repo, Some(digest), Change::BlobPushed { size });
         Ok(size)
     }
@@ -192,15 +199,14 @@ impl Registry {
                 return Err(f.error);
             }
         };
-        self.verify_and_commit(repo, &id, digest, size, hasher)
-            .await?;
+        self.verify_and_commit(&id, digest, size, hasher).await?;
+        self.meta.link_blob(repo, digest, size).await?;
         self.emit(origin, repo, Some(digest), Change::BlobPushed { size });
         Ok(size)
     }
 
     /// Cancels a session and discards its bytes.
     pub async fn cancel_upload(&self, repo: &RepoName, id: &UploadId) -> Result<()> {
-        let _guard = self.upload_locks.lock(id).await;
         self.session(repo, id).await?;
         self.abort_storage(id).await;
         self.meta.delete_upload(id).await?;
@@ -267,6 +273,8 @@ impl Registry {
             Err(StorageError::OffsetMismatch { current, .. }) => {
                 Err(fail(RegistryError::RangeInvalid { size: current }))
             }
+            // Committed or aborted by a concurrent request since this one resumed.
+            Err(StorageError::NotFound) => Err(fail(RegistryError::UploadUnknown)),
             Err(StorageError::Input(e)) => {
                 let kept = self.storage.upload_size(id).await.ok().flatten();
                 let consistent = kept == Some(hasher.len());
@@ -280,9 +288,10 @@ impl Registry {
         }
     }
 
+    /// Checks `digest` against the bytes hashed, then makes the upload the blob at its key (or
+    /// drops it when an identical blob is already there). Links nothing: the caller does.
     async fn verify_and_commit(
         &self,
-        repo: &RepoName,
         id: &UploadId,
         digest: &Digest,
         size: u64,
@@ -303,11 +312,28 @@ impl Registry {
         let key = layout::blob(digest);
         if self.storage.stat(&key).await? == Some(size) {
             self.abort_storage(id).await;
-        } else {
-            self.storage.upload_commit(id, &key).await?;
+            return Ok(());
         }
-        self.meta.link_blob(repo, digest, size).await?;
-        Ok(())
+        match self.storage.upload_commit(id, &key).await {
+            Err(StorageError::NotFound) => return Err(RegistryError::UploadUnknown),
+            other => other?,
+        }
+        self.check_committed(&key, digest, size).await
+    }
+
+    /// The committed blob holds exactly the `size` bytes that were verified: a concurrent append
+    /// between verification and commit (storage serialises the two, it cannot order them) fails
+    /// the completion here, before anything is linked.
+    async fn check_committed(&self, key: &layout::Key, digest: &Digest, size: u64) -> Result<()> {
+        match self.storage.stat(key).await? {
+            Some(stored) if stored == size => Ok(()),
+            stored => {
+                tracing::warn!(%digest, size, ?stored, "upload changed while it was being completed; blob not linked");
+                Err(RegistryError::UploadInvalid(
+                    "the upload changed while it was being completed; start a new upload".into(),
+                ))
+            }
+        }
     }
 
     async fn rehash(&self, id: &UploadId, alg: Algorithm) -> Result<Digest> {
@@ -357,4 +383,221 @@ fn unix_now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    //! Requests racing on one session, with no registry-level lock: storage's lock and the
+    //! registry's checks keep the bytes whole and never link a blob its digest does not name.
+
+    use std::time::Duration;
+
+    use berth_meta::sqlite::SqliteStore;
+    use berth_meta::BlobLinks;
+    use berth_storage::fs::FsBackend;
+    use berth_storage::{BlobRead, UploadStore};
+    use bytes::Bytes;
+    use futures::stream;
+
+    use super::*;
+    use crate::RegistryOptions;
+
+    struct Setup {
+        _dir: tempfile::TempDir,
+        reg: Arc<Registry>,
+        storage: Arc<FsBackend>,
+        meta: Arc<SqliteStore>,
+        repo: RepoName,
+    }
+
+    fn setup() -> Setup {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Arc::new(FsBackend::new(dir.path()).unwrap());
+        let meta = Arc::new(SqliteStore::open_temporary().unwrap());
+        let reg = Registry::new(storage.clone(), meta.clone(), RegistryOptions::default());
+        let repo = RepoName::parse("race/app").unwrap();
+        Setup {
+            _dir: dir,
+            reg: Arc::new(reg),
+            storage,
+            meta,
+            repo,
+        }
+    }
+
+    /// `len` bytes of `byte` in 16 KiB frames, yielding to the scheduler between frames.
+    fn frames(byte: u8, len: usize) -> ByteStream {
+        let frame = Bytes::from(vec![byte; 16 << 10]);
+        let count = len / frame.len();
+        Box::pin(stream::iter(0..count).then(move |_| {
+            let frame = frame.clone();
+            async move {
+                tokio::task::yield_now().await;
+                Ok(frame)
+            }
+        }))
+    }
+
+    /// Nothing, after `delay`: a final chunk that keeps its append (and storage's lock) open.
+    fn slow_empty(delay: Duration) -> ByteStream {
+        Box::pin(stream::once(async move {
+            tokio::time::sleep(delay).await;
+            Ok(Bytes::new())
+        }))
+    }
+
+    async fn collect(s: ByteStream) -> Vec<u8> {
+        let chunks: Vec<_> = s.collect().await;
+        chunks
+            .into_iter()
+            .flat_map(|c| c.unwrap().to_vec())
+            .collect()
+    }
+
+    const ORIGIN: Origin<'static> = Origin::system("test");
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_patches_to_one_session_never_interleave() {
+        const BLOCK: usize = 256 << 10;
+        let s = setup();
+        let id = s
+            .reg
+            .start_upload(&s.repo, Algorithm::Sha256)
+            .await
+            .unwrap()
+            .id;
+        let tasks: Vec<_> = (1..=8u8)
+            .map(|byte| {
+                let (reg, repo, id) = (Arc::clone(&s.reg), s.repo.clone(), id.clone());
+                tokio::spawn(async move {
+                    let res = reg
+                        .patch_upload(&repo, &id, None, frames(byte, BLOCK))
+                        .await;
+                    (byte, res)
+                })
+            })
+            .collect();
+        let mut won = Vec::new();
+        for t in tasks {
+            match t.await.unwrap() {
+                (byte, Ok(_)) => won.push(byte),
+                (_, Err(RegistryError::RangeInvalid { .. } | RegistryError::UploadInvalid(_))) => {}
+                (byte, Err(e)) => panic!("append of {byte}: unexpected {e:?}"),
+            }
+        }
+        assert!(!won.is_empty());
+        let bytes = collect(s.storage.upload_read(&id).await.unwrap()).await;
+        assert_eq!(bytes.len(), won.len() * BLOCK, "only whole appends landed");
+        let mut blocks: Vec<u8> = bytes.chunks(BLOCK).map(|b| b[0]).collect();
+        for (i, block) in bytes.chunks(BLOCK).enumerate() {
+            assert!(
+                block.iter().all(|&b| b == blocks[i]),
+                "block {i} interleaved"
+            );
+        }
+        blocks.sort_unstable();
+        won.sort_unstable();
+        assert_eq!(blocks, won);
+        let digest = Digest::sha256_of(&bytes);
+        let size = s
+            .reg
+            .finish_upload(&s.repo, &id, &digest, None, None, &ORIGIN)
+            .await
+            .unwrap();
+        assert_eq!(size, bytes.len() as u64);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_patch_slipping_into_a_completion_fails_it_and_links_nothing() {
+        let s = setup();
+        let id = s
+            .reg
+            .start_upload(&s.repo, Algorithm::Sha256)
+            .await
+            .unwrap()
+            .id;
+        let first = Box::pin(stream::iter([Ok(Bytes::from_static(b"abc"))]));
+        s.reg
+            .patch_upload(&s.repo, &id, Some(0), first)
+            .await
+            .unwrap();
+        let digest = Digest::sha256_of(b"abc");
+        let finish = {
+            let (reg, repo, id, d) = (
+                Arc::clone(&s.reg),
+                s.repo.clone(),
+                id.clone(),
+                digest.clone(),
+            );
+            let body = slow_empty(Duration::from_millis(200));
+            tokio::spawn(async move {
+                reg.finish_upload(&repo, &id, &d, None, Some(body), &ORIGIN)
+                    .await
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let more = Box::pin(stream::iter([Ok(Bytes::from_static(b"def"))]));
+        let patched = s.reg.patch_upload(&s.repo, &id, Some(3), more).await;
+        let finished = finish.await.unwrap();
+        assert_eq!(
+            patched.unwrap(),
+            6,
+            "the patch waited for storage's lock, then appended"
+        );
+        assert!(
+            matches!(finished, Err(RegistryError::UploadInvalid(_))),
+            "{finished:?}"
+        );
+        assert_eq!(s.meta.blob_size(&s.repo, &digest).await.unwrap(), None);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn racing_completions_link_once_and_close_the_session() {
+        let s = setup();
+        let id = s
+            .reg
+            .start_upload(&s.repo, Algorithm::Sha256)
+            .await
+            .unwrap()
+            .id;
+        let body = Box::pin(stream::iter([Ok(Bytes::from_static(b"payload"))]));
+        s.reg
+            .patch_upload(&s.repo, &id, Some(0), body)
+            .await
+            .unwrap();
+        let digest = Digest::sha256_of(b"payload");
+        let tasks: Vec<_> = (0..4)
+            .map(|_| {
+                let (reg, repo, id, d) = (
+                    Arc::clone(&s.reg),
+                    s.repo.clone(),
+                    id.clone(),
+                    digest.clone(),
+                );
+                tokio::spawn(
+                    async move { reg.finish_upload(&repo, &id, &d, None, None, &ORIGIN).await },
+                )
+            })
+            .collect();
+        let mut ok = 0;
+        for t in tasks {
+            match t.await.unwrap() {
+                Ok(size) => {
+                    assert_eq!(size, 7);
+                    ok += 1;
+                }
+                Err(RegistryError::UploadUnknown | RegistryError::UploadInvalid(_)) => {}
+                Err(e) => panic!("unexpected {e:?}"),
+            }
+        }
+        assert_eq!(ok, 1, "exactly one completion wins");
+        assert_eq!(s.meta.blob_size(&s.repo, &digest).await.unwrap(), Some(7));
+        let stored = s.storage.read(&layout::blob(&digest), None).await.unwrap();
+        assert_eq!(collect(stored).await, b"payload");
+        let status = s.reg.upload_status(&s.repo, &id).await;
+        assert!(
+            matches!(status, Err(RegistryError::UploadUnknown)),
+            "{status:?}"
+        );
+    }
 }

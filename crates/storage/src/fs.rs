@@ -59,7 +59,8 @@
 //! interleave (the second sees the new size and fails with `OffsetMismatch`) and a commit never
 //! renames a file that is still being written. A write still running on the blocking pool after
 //! its append was cancelled (client gone) keeps holding the lock until it ends. The lock lives in
-//! the `FsBackend` value: one process serves one root. `delete` prunes directories it empties, so
+//! the `FsBackend` value: one process serves one root. It is the only per-upload lock: the
+//! registry takes none of its own (the `locks` module says why). `delete` prunes directories it empties, so
 //! creating directories and renaming into them retry when a concurrent `delete` pruned them.
 
 use std::fmt;

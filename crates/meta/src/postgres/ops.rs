@@ -19,21 +19,10 @@ use bytes::Bytes;
 use deadpool_postgres::GenericClient;
 
 use super::pool::Fail;
-use super::read::sql_limit;
 use super::PostgresStore;
 use crate::ops::{Counts, Inventory, Outbox, OutboxEntry};
-use crate::{MetaError, Result};
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
-
-fn count(n: i64) -> u64 {
-    u64::try_from(n).unwrap_or(0)
-}
+use crate::rows::{sql_int as sql_limit, unix_now as now, unsigned as count, POSTGRES};
+use crate::Result;
 
 #[async_trait]
 impl Outbox for PostgresStore {
@@ -170,16 +159,10 @@ impl Inventory for PostgresStore {
             let rows = conn
                 .query(&st, &[&started_before, &sql_limit(limit)])
                 .await?;
-            rows.iter().map(|r| upload_id(r.try_get(0)?)).collect()
+            rows.iter()
+                .map(|r| Ok(POSTGRES.upload_id(r.try_get(0)?)?))
+                .collect()
         })
         .await
     }
-}
-
-fn upload_id(id: &str) -> std::result::Result<UploadId, Fail> {
-    UploadId::parse(id).ok_or_else(|| {
-        Fail::Meta(MetaError::Database(format!(
-            "postgres: bad upload id {id:?} stored"
-        )))
-    })
 }

@@ -2,8 +2,6 @@
 //! connection, outside any explicit transaction, so it sees one consistent snapshot and never
 //! writes.
 
-use std::collections::BTreeMap;
-
 use berth_oci::manifest::Descriptor;
 use berth_oci::{Digest, RepoName, Tag, UploadId};
 use bytes::Bytes;
@@ -11,7 +9,8 @@ use deadpool_postgres::GenericClient;
 use tokio_postgres::Row;
 
 use super::pool::Fail;
-use crate::{MetaError, StoredManifest, UploadSession};
+use crate::rows::{sql_int, unsigned, ReferrerRow, POSTGRES};
+use crate::{StoredManifest, UploadSession};
 
 type Result<T> = std::result::Result<T, Fail>;
 
@@ -51,25 +50,6 @@ pub const REFERRERS: &str = "SELECT media_type, digest, size, artifact_type, ann
 /// An upload session.
 pub const GET_UPLOAD: &str = "SELECT repo, started_at, hash_state FROM uploads WHERE id = $1";
 
-/// `LIMIT` bound for a page size (PostgreSQL's `bigint`).
-pub(super) fn sql_limit(limit: usize) -> i64 {
-    i64::try_from(limit).unwrap_or(i64::MAX)
-}
-
-/// A size read back from the database (never negative: a CHECK constraint guards `blobs`).
-fn stored_size(size: i64) -> u64 {
-    u64::try_from(size).unwrap_or(0)
-}
-
-/// Parses a digest read back from the database.
-fn stored_digest(text: &str) -> Result<Digest> {
-    Digest::parse(text).map_err(|e| {
-        Fail::Meta(MetaError::Database(format!(
-            "postgres: stored digest {text:?} is invalid: {e}"
-        )))
-    })
-}
-
 pub(super) async fn blob_size(
     c: &impl GenericClient,
     repo: &RepoName,
@@ -79,7 +59,7 @@ pub(super) async fn blob_size(
     let row = c
         .query_opt(&st, &[&repo.as_str(), &digest.as_str()])
         .await?;
-    Ok(row.map(|r| r.try_get(0)).transpose()?.map(stored_size))
+    Ok(row.map(|r| r.try_get(0)).transpose()?.map(unsigned))
 }
 
 pub(super) async fn manifest_by_tag(
@@ -91,12 +71,8 @@ pub(super) async fn manifest_by_tag(
     let Some(row) = c.query_opt(&st, &[&repo.as_str(), &tag.as_str()]).await? else {
         return Ok(None);
     };
-    let digest: &str = row.try_get(0)?;
-    Ok(Some(StoredManifest {
-        digest: stored_digest(digest)?,
-        media_type: row.try_get(1)?,
-        bytes: bytes(&row, 2)?,
-    }))
+    let manifest = POSTGRES.manifest(row.try_get(0)?, row.try_get(1)?, bytes(&row, 2)?)?;
+    Ok(Some(manifest))
 }
 
 pub(super) async fn manifest_by_digest(
@@ -133,7 +109,7 @@ pub(super) async fn list_tags(
     let st = c.prepare_cached(LIST_TAGS).await?;
     // '' sorts before every tag, so `name > ''` keeps the index range scan for the first page.
     let params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] =
-        [&repo.as_str(), &last.unwrap_or(""), &sql_limit(limit)];
+        [&repo.as_str(), &last.unwrap_or(""), &sql_int(limit)];
     let rows = c.query(&st, &params).await?;
     if rows.is_empty() {
         return Ok(None);
@@ -154,7 +130,7 @@ pub(super) async fn list_repositories(
 ) -> Result<Vec<String>> {
     let st = c.prepare_cached(LIST_REPOSITORIES).await?;
     let rows = c
-        .query(&st, &[&last.unwrap_or(""), &sql_limit(limit)])
+        .query(&st, &[&last.unwrap_or(""), &sql_int(limit)])
         .await?;
     rows.iter()
         .map(|r| r.try_get(0).map_err(Fail::from))
@@ -181,37 +157,21 @@ pub(super) async fn referrers(
         &q.subject.as_str(),
         &last,
         &q.artifact_type,
-        &sql_limit(q.limit),
+        &sql_int(q.limit),
     ];
     let rows = c.query(&st, &params).await?;
     rows.iter().map(descriptor).collect()
 }
 
 fn descriptor(row: &Row) -> Result<Descriptor> {
-    let digest = stored_digest(row.try_get(1)?)?;
-    let size: i64 = row.try_get(2)?;
-    let annotations: Option<&str> = row.try_get(4)?;
-    Ok(Descriptor {
+    let row = ReferrerRow {
         media_type: row.try_get(0)?,
-        size: stored_size(size),
+        digest: row.try_get(1)?,
+        size: row.try_get(2)?,
         artifact_type: row.try_get(3)?,
-        annotations: annotations.and_then(|json| parse_annotations(&digest, json)),
-        digest,
-        urls: None,
-        platform: None,
-    })
-}
-
-/// Annotations stored at push; a value that is not a JSON object of strings is left out (and
-/// logged) rather than failing the whole listing.
-fn parse_annotations(digest: &Digest, json: &str) -> Option<BTreeMap<String, String>> {
-    match serde_json::from_str(json) {
-        Ok(map) => Some(map),
-        Err(e) => {
-            tracing::warn!(%digest, error = %e, "stored annotations are not a JSON object of strings");
-            None
-        }
-    }
+        annotations: row.try_get(4)?,
+    };
+    Ok(POSTGRES.referrer(row)?)
 }
 
 pub(super) async fn get_upload(
@@ -222,18 +182,8 @@ pub(super) async fn get_upload(
     let Some(row) = c.query_opt(&st, &[&id.as_str()]).await? else {
         return Ok(None);
     };
-    let repo: &str = row.try_get(0)?;
-    let repo = RepoName::parse(repo).map_err(|e| {
-        Fail::Meta(MetaError::Database(format!(
-            "postgres: stored repository name is invalid: {e}"
-        )))
-    })?;
-    Ok(Some(UploadSession {
-        id: id.clone(),
-        repo,
-        started_at: row.try_get(1)?,
-        hash_state: row.try_get(2)?,
-    }))
+    let session = POSTGRES.upload(id, row.try_get(0)?, row.try_get(1)?, row.try_get(2)?)?;
+    Ok(Some(session))
 }
 
 pub(super) async fn ping(c: &impl GenericClient) -> Result<()> {

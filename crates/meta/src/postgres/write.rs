@@ -6,22 +6,10 @@ use berth_oci::{Digest, RepoName, Tag, UploadId};
 use deadpool_postgres::{GenericClient, Transaction};
 
 use super::pool::Fail;
+use crate::rows::{sql_int as sql_size, unix_now as now};
 use crate::{MetaError, NewManifest, UploadSession};
 
 type Result<T> = std::result::Result<T, Fail>;
-
-/// Unix seconds now (0 if the clock is before 1970).
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
-
-/// A size as PostgreSQL's `bigint` (sizes beyond 2^63 cannot occur).
-fn sql_size(size: u64) -> i64 {
-    i64::try_from(size).unwrap_or(i64::MAX)
-}
 
 /// Inserts a row unless a unique key already has one, and returns the row's id either way.
 ///
@@ -96,6 +84,27 @@ pub(super) async fn link_blob(
         .await?;
     tx.execute(&st, &[&repo_id, &blob_id, &now()]).await?;
     Ok(())
+}
+
+/// Forgets `repo`'s session `id` and links its blob into `repo`. The caller commits; `false`
+/// (nothing written) when `repo` has no such session. The `DELETE` takes the session's row
+/// lock, so of two replicas completing one session the second waits, finds the row gone and
+/// gets `false`.
+pub(super) async fn complete_upload(
+    tx: &Transaction<'_>,
+    repo: &RepoName,
+    digest: &Digest,
+    size: u64,
+    id: &UploadId,
+) -> Result<bool> {
+    let st = tx
+        .prepare_cached("DELETE FROM uploads WHERE id = $1 AND repo = $2")
+        .await?;
+    if tx.execute(&st, &[&id.as_str(), &repo.as_str()]).await? == 0 {
+        return Ok(false);
+    }
+    link_blob(tx, repo, digest, size).await?;
+    Ok(true)
 }
 
 pub(super) async fn unlink_blob(
@@ -206,7 +215,7 @@ async fn insert_manifest(tx: &Transaction<'_>, repo_id: i64, m: &NewManifest) ->
     let select = tx
         .prepare_cached("SELECT id FROM manifests WHERE repo_id = $1 AND digest = $2 FOR KEY SHARE")
         .await?;
-    let size = sql_size(u64::try_from(m.bytes.len()).unwrap_or(u64::MAX));
+    let size = sql_size(m.bytes.len());
     let subject = m.subject.as_ref().map(Digest::as_str);
     let bytes: &[u8] = &m.bytes;
     for _ in 0..3 {

@@ -1,8 +1,6 @@
 //! Queries run on the `query_only` read connections. Each is one indexed statement (list_tags
 //! adds a repository lookup first, to tell an unknown repository from an empty one).
 
-use std::collections::BTreeMap;
-
 use berth_oci::manifest::Descriptor;
 use berth_oci::{Digest, RepoName, Tag, UploadId};
 use bytes::Bytes;
@@ -10,7 +8,8 @@ use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OptionalExtension, Row};
 
 use super::{Context, INLINE_PAGE};
-use crate::{MetaError, Result, StoredManifest, UploadSession};
+use crate::rows::{sql_int, ReferrerRow, SQLITE};
+use crate::{Result, StoredManifest, UploadSession};
 
 // The read statements, named so tests can check their query plans.
 
@@ -47,17 +46,6 @@ pub(super) const REFERRERS: &str =
      AND (?4 IS NULL OR m.artifact_type = ?4) \
      ORDER BY m.digest LIMIT ?5";
 
-/// `LIMIT` bound for a page size (SQLite integers are signed).
-pub(super) fn sql_limit(limit: usize) -> i64 {
-    i64::try_from(limit).unwrap_or(i64::MAX)
-}
-
-/// Parses a digest read back from the database.
-pub(super) fn stored_digest(text: &str) -> Result<Digest> {
-    Digest::parse(text)
-        .map_err(|e| MetaError::Database(format!("sqlite: stored digest {text:?} is invalid: {e}")))
-}
-
 pub(super) fn blob_size(c: &Connection, repo: &RepoName, digest: &Digest) -> Result<Option<u64>> {
     c.prepare_cached(BLOB_SIZE)
         .and_then(|mut st| {
@@ -82,14 +70,8 @@ pub(super) fn manifest_by_tag(
             .optional()
         })
         .ctx("read manifest by tag")?;
-    row.map(|(digest, media_type, bytes)| {
-        Ok(StoredManifest {
-            digest: stored_digest(&digest)?,
-            media_type,
-            bytes,
-        })
-    })
-    .transpose()
+    row.map(|(digest, media_type, bytes)| SQLITE.manifest(&digest, media_type, bytes))
+        .transpose()
 }
 
 pub(super) fn manifest_by_digest(
@@ -130,7 +112,7 @@ pub(super) fn list_tags(
 ) -> Result<Option<Vec<String>>> {
     let mut st = c.prepare_cached(LIST_TAGS).ctx("list tags")?;
     // LIMIT is at least 1 so that a known repository always yields a row.
-    let params = (repo.as_str(), last.unwrap_or(""), sql_limit(limit.max(1)));
+    let params = (repo.as_str(), last.unwrap_or(""), sql_int(limit.max(1)));
     let mut rows = st.query(params).ctx("list tags")?;
     let mut known = false;
     // Names are copied straight out of SQLite's row buffer: one allocation per name, no
@@ -145,6 +127,15 @@ pub(super) fn list_tags(
         }
     }
     Ok(known.then_some(names))
+}
+
+/// A TEXT column that is never NULL, borrowed from the row.
+fn text<'r>(row: &'r Row, idx: usize) -> rusqlite::Result<&'r str> {
+    text_or_null(row, idx)?.ok_or(rusqlite::Error::InvalidColumnType(
+        idx,
+        "text".into(),
+        rusqlite::types::Type::Null,
+    ))
 }
 
 /// A TEXT column borrowed from the row (`None` for NULL), without the conversions of `Row::get`.
@@ -171,7 +162,7 @@ pub(super) fn list_repositories(
         .prepare_cached(LIST_REPOSITORIES)
         .ctx("list repositories")?;
     let mut rows = st
-        .query((last.unwrap_or(""), sql_limit(limit)))
+        .query((last.unwrap_or(""), sql_int(limit)))
         .ctx("list repositories")?;
     let mut names = Vec::with_capacity(limit.min(INLINE_PAGE));
     while let Some(row) = rows.next().ctx("list repositories")? {
@@ -191,55 +182,33 @@ pub(super) struct ReferrersQuery {
     pub(super) limit: usize,
 }
 
-/// A referrer row before its digest and annotations are parsed.
-type ReferrerRow = (String, String, u64, Option<String>, Option<String>);
-
 pub(super) fn referrers(c: &Connection, q: &ReferrersQuery) -> Result<Vec<Descriptor>> {
-    let rows = c
-        .prepare_cached(REFERRERS)
-        .and_then(|mut st| {
-            let last = q.last.as_ref().map_or("", Digest::as_str);
-            let params = (
-                q.repo.as_str(),
-                q.subject.as_str(),
-                last,
-                q.artifact_type.as_deref(),
-                sql_limit(q.limit),
-            );
-            st.query_map(params, |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-            })?
-            .collect::<rusqlite::Result<Vec<ReferrerRow>>>()
-        })
-        .ctx("list referrers")?;
-    rows.into_iter().map(descriptor).collect()
-}
-
-fn descriptor(row: ReferrerRow) -> Result<Descriptor> {
-    let (media_type, digest, size, artifact_type, annotations) = row;
-    let digest = stored_digest(&digest)?;
-    let annotations = annotations.and_then(|json| parse_annotations(&digest, &json));
-    Ok(Descriptor {
-        media_type,
-        digest,
-        size,
-        artifact_type,
-        annotations,
-        urls: None,
-        platform: None,
-    })
-}
-
-/// Annotations stored at push; a value that is not a JSON object of strings is left out (and
-/// logged) rather than failing the whole listing.
-fn parse_annotations(digest: &Digest, json: &str) -> Option<BTreeMap<String, String>> {
-    match serde_json::from_str(json) {
-        Ok(map) => Some(map),
-        Err(e) => {
-            tracing::warn!(%digest, error = %e, "stored annotations are not a JSON object of strings");
-            None
-        }
+    let mut st = c.prepare_cached(REFERRERS).ctx("list referrers")?;
+    let last = q.last.as_ref().map_or("", Digest::as_str);
+    let params = (
+        q.repo.as_str(),
+        q.subject.as_str(),
+        last,
+        q.artifact_type.as_deref(),
+        sql_int(q.limit),
+    );
+    let mut rows = st.query(params).ctx("list referrers")?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().ctx("list referrers")? {
+        out.push(SQLITE.referrer(referrer_row(row).ctx("read referrer")?)?);
     }
+    Ok(out)
+}
+
+/// The columns of one referrers row, borrowed from SQLite's row buffer where they are text.
+fn referrer_row<'r>(r: &'r Row<'_>) -> rusqlite::Result<ReferrerRow<'r>> {
+    Ok(ReferrerRow {
+        media_type: r.get(0)?,
+        digest: text(r, 1)?,
+        size: r.get(2)?,
+        artifact_type: r.get(3)?,
+        annotations: text_or_null(r, 4)?,
+    })
 }
 
 pub(super) fn get_upload(c: &Connection, id: &UploadId) -> Result<Option<UploadSession>> {
@@ -252,18 +221,8 @@ pub(super) fn get_upload(c: &Connection, id: &UploadId) -> Result<Option<UploadS
             .optional()
         })
         .ctx("read upload session")?;
-    row.map(|(repo, started_at, hash_state)| {
-        let repo = RepoName::parse(&repo).map_err(|e| {
-            MetaError::Database(format!("sqlite: stored repository name is invalid: {e}"))
-        })?;
-        Ok(UploadSession {
-            id: id.clone(),
-            repo,
-            started_at,
-            hash_state,
-        })
-    })
-    .transpose()
+    row.map(|(repo, started_at, hash_state)| SQLITE.upload(id, &repo, started_at, hash_state))
+        .transpose()
 }
 
 pub(super) fn ping(c: &Connection) -> Result<()> {

@@ -1,5 +1,6 @@
-//! The conformance suite on a database file, plus what only SQLite has: migrations, pragmas,
-//! query plans, reference rows, the temporary store.
+//! The conformance suite on a database file (every role, the outbox and inventory included),
+//! plus what only SQLite has: migrations, pragmas, query plans, reference rows, the temporary
+//! store.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -9,8 +10,9 @@ use berth_oci::{Digest, RepoName, Tag};
 use bytes::Bytes;
 
 use super::{migrate, read, SqliteOptions, SqliteStore};
+use crate::ops::{Inventory, Outbox};
 use crate::suite::Fixture;
-use crate::{MetaError, MetaStore, NewManifest};
+use crate::{BlobLinks, Manifests, MetaError, MetaStore, NewManifest};
 
 /// A store on a file in its own temporary directory.
 struct FileFixture {
@@ -31,6 +33,14 @@ async fn file_fixture() -> FileFixture {
 #[async_trait]
 impl Fixture for FileFixture {
     fn store(&self) -> Arc<dyn MetaStore> {
+        Arc::new(self.store.clone())
+    }
+
+    fn outbox(&self) -> Arc<dyn Outbox> {
+        Arc::new(self.store.clone())
+    }
+
+    fn inventory(&self) -> Arc<dyn Inventory> {
         Arc::new(self.store.clone())
     }
 

@@ -8,15 +8,8 @@ use rusqlite::{Connection, OptionalExtension, Savepoint};
 
 use super::read::repo_id;
 use super::Context;
+use crate::rows::unix_now as now;
 use crate::{MetaError, NewManifest, Result, UploadSession};
-
-/// Unix seconds now (0 if the clock is before 1970).
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
 
 fn begin(c: &mut Connection) -> Result<Savepoint<'_>> {
     c.savepoint().ctx("begin savepoint")
@@ -54,17 +47,42 @@ pub(super) fn link_blob(
     size: u64,
 ) -> Result<()> {
     let tx = begin(c)?;
-    let linked = (|| {
-        let repo_id = ensure_repo(&tx, repo)?;
-        let blob_id = ensure_blob(&tx, digest, size)?;
-        tx.prepare_cached(
-            "INSERT INTO repo_blobs (repo_id, blob_id, linked_at) VALUES (?1, ?2, ?3) \
-             ON CONFLICT DO NOTHING",
-        )?
-        .execute((repo_id, blob_id, now()))
-    })();
-    linked.ctx("link blob")?;
+    link(&tx, repo, digest, size).ctx("link blob")?;
     tx.commit().ctx("commit blob link")
+}
+
+/// The rows of a blob link: repository, blob, and the link between them.
+fn link(tx: &Connection, repo: &RepoName, digest: &Digest, size: u64) -> rusqlite::Result<()> {
+    let repo_id = ensure_repo(tx, repo)?;
+    let blob_id = ensure_blob(tx, digest, size)?;
+    tx.prepare_cached(
+        "INSERT INTO repo_blobs (repo_id, blob_id, linked_at) VALUES (?1, ?2, ?3) \
+         ON CONFLICT DO NOTHING",
+    )?
+    .execute((repo_id, blob_id, now()))
+    .map(drop)
+}
+
+/// Forgets `repo`'s session `id` and links its blob, in one savepoint; `false` (nothing
+/// written) when `repo` has no such session.
+pub(super) fn complete_upload(
+    c: &mut Connection,
+    repo: &RepoName,
+    digest: &Digest,
+    size: u64,
+    id: &UploadId,
+) -> Result<bool> {
+    let tx = begin(c)?;
+    let closed = tx
+        .prepare_cached("DELETE FROM uploads WHERE id = ?1 AND repo = ?2")
+        .and_then(|mut st| st.execute((id.as_str(), repo.as_str())))
+        .ctx("close upload session")?;
+    if closed == 0 {
+        return Ok(false);
+    }
+    link(&tx, repo, digest, size).ctx("link uploaded blob")?;
+    tx.commit().ctx("commit upload completion")?;
+    Ok(true)
 }
 
 pub(super) fn unlink_blob(c: &mut Connection, repo: &RepoName, digest: &Digest) -> Result<bool> {

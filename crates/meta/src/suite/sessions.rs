@@ -1,8 +1,9 @@
-//! Cases: upload sessions, ping, persistence across reopen, concurrency.
+//! Cases of the [`UploadSessions`](crate::UploadSessions) role: create, read, update, delete and
+//! complete (close the session and link its blob in one transaction).
 
 use super::*;
 
-fn session(n: u8, r: &str) -> UploadSession {
+pub(super) fn session(n: u8, r: &str) -> UploadSession {
     UploadSession {
         id: UploadId::from_random([n; 16]),
         repo: repo(r),
@@ -50,127 +51,130 @@ pub async fn update_upload_replaces_the_hash_state<F: Fixture>(f: F) {
     assert_eq!(s.get_upload(&two.id).await.expect("get"), Some(two));
 }
 
-/// `ping` answers on a healthy store.
-pub async fn ping_succeeds<F: Fixture>(f: F) {
-    f.store().ping().await.expect("ping");
-}
-
-/// Everything written is still there after closing and reopening (stores that persist).
-pub async fn data_survives_reopen<F: Fixture>(f: F) {
-    let r = repo("suite/app");
-    let (m, sig, up) = {
-        let s = f.store();
-        let blobs = link(&*s, &r, &["config", "layer"]).await;
-        let m = image("v1", &blobs);
-        put(&*s, &r, &m, &["latest"]).await;
-        let sig = referrer("sig", &m.digest, "a/sig");
-        put(&*s, &r, &sig, &[]).await;
-        let mut up = session(9, "suite/app");
-        s.create_upload(&up).await.expect("create upload");
-        up.hash_state = b"resume-here".to_vec();
-        assert!(s
-            .update_upload(&up.id, &up.hash_state)
-            .await
-            .expect("update"));
-        (m, sig, up)
-    };
-    let Some(f) = f.reopen().await else {
-        return;
-    };
+/// Completing a session links its blob into the session's repository (making it known) and
+/// forgets the session; the session's id then completes nothing more.
+pub async fn complete_upload_links_the_blob_and_closes_the_session<F: Fixture>(f: F) {
     let s = f.store();
-    let got = s.get_manifest(&r, &by_tag("latest")).await.expect("get");
-    assert_eq!(got.map(|g| g.bytes), Some(m.bytes.clone()));
-    assert_eq!(s.blob_size(&r, &m.blobs[1]).await.expect("size"), Some(101));
-    assert_eq!(all_tags(&*s, &r).await, Some(vec!["latest".to_string()]));
-    assert_eq!(
-        referrer_digests(&*s, &r, &m.digest, None).await,
-        vec![sig.digest]
+    let (r, up, other) = (
+        repo("suite/app"),
+        session(5, "suite/app"),
+        session(6, "suite/app"),
     );
-    assert_eq!(s.get_upload(&up.id).await.expect("get upload"), Some(up));
-    let repos = s.list_repositories(None, 10).await.expect("catalog");
-    assert_eq!(repos, vec![r.to_string()]);
+    s.create_upload(&up).await.expect("create");
+    s.create_upload(&other).await.expect("create");
+    let d = blob("uploaded");
+    assert!(s
+        .complete_upload(&r, &d, 77, &up.id)
+        .await
+        .expect("complete"));
+    assert_eq!(s.get_upload(&up.id).await.expect("get"), None);
+    assert_eq!(s.blob_size(&r, &d).await.expect("size"), Some(77));
+    assert_eq!(all_tags(&*s, &r).await, Some(vec![]));
+    assert!(!s.complete_upload(&r, &d, 77, &up.id).await.expect("again"));
+    assert!(!s.delete_upload(&up.id).await.expect("delete completed"));
+    assert_eq!(s.get_upload(&other.id).await.expect("get"), Some(other));
 }
 
-/// 16 concurrent pushes of distinct manifests on distinct tags all succeed.
-pub async fn concurrent_puts_on_distinct_tags_all_succeed<F: Fixture>(f: F) {
+/// Completing a session that does not exist, or belongs to another repository, writes nothing:
+/// no blob link, no repository, and the other repository's session stays open.
+pub async fn complete_upload_of_an_unknown_session_writes_nothing<F: Fixture>(f: F) {
     let s = f.store();
-    let r = repo("suite/busy");
-    let shared = link(&*s, &r, &["base"]).await;
-    let tasks: Vec<_> = (0..16)
-        .map(|i| {
-            let (s, r, shared) = (Arc::clone(&s), r.clone(), shared.clone());
-            tokio::spawn(async move {
-                let own = blob(&format!("layer{i}"));
-                s.link_blob(&r, &own, 10).await?;
-                let m = image(&format!("m{i}"), &[shared[0].clone(), own]);
-                s.put_manifest(&r, &m, &[tag(&format!("t{i:02}"))]).await?;
-                Ok::<_, MetaError>(m.digest)
+    let (a, b) = (repo("suite/a"), repo("suite/b"));
+    let d = blob("orphan");
+    let never = UploadId::from_random([7; 16]);
+    assert!(!s.complete_upload(&a, &d, 5, &never).await.expect("unknown"));
+    assert_eq!(s.blob_size(&a, &d).await.expect("size"), None);
+    assert_eq!(all_tags(&*s, &a).await, None);
+    let up = session(8, "suite/a");
+    s.create_upload(&up).await.expect("create");
+    assert!(!s
+        .complete_upload(&b, &d, 5, &up.id)
+        .await
+        .expect("other repo"));
+    assert_eq!(s.blob_size(&b, &d).await.expect("size"), None);
+    assert_eq!(all_tags(&*s, &b).await, None);
+    assert_eq!(s.get_upload(&up.id).await.expect("get"), Some(up.clone()));
+    assert!(s.delete_upload(&up.id).await.expect("cancel"));
+    assert!(!s
+        .complete_upload(&a, &d, 5, &up.id)
+        .await
+        .expect("cancelled"));
+    assert_eq!(s.blob_size(&a, &d).await.expect("size"), None);
+}
+
+/// A blob already linked (pushed before, or mounted) completes like a new one and keeps its link.
+pub async fn complete_upload_of_an_already_linked_blob_succeeds<F: Fixture>(f: F) {
+    let s = f.store();
+    let r = repo("suite/app");
+    let d = link(&*s, &r, &["layer"]).await.remove(0);
+    let up = session(10, "suite/app");
+    s.create_upload(&up).await.expect("create");
+    assert!(s
+        .complete_upload(&r, &d, 100, &up.id)
+        .await
+        .expect("complete"));
+    assert_eq!(s.blob_size(&r, &d).await.expect("size"), Some(100));
+    assert_eq!(s.get_upload(&up.id).await.expect("get"), None);
+}
+
+/// Eight completions of one session race: exactly one wins. Meanwhile readers check both
+/// orders of observation: once the session is seen gone the blob must be linked, and once the
+/// blob is seen linked the session must be gone (so it was never one without the other).
+pub async fn complete_upload_is_atomic_and_happens_once<F: Fixture>(f: F) {
+    let s = f.store();
+    let r = repo("suite/race");
+    let d = blob("raced");
+    for n in 0..8u8 {
+        let up = session(100 + n, "suite/race");
+        s.create_upload(&up).await.expect("create");
+        let readers: Vec<_> = (0..2)
+            .map(|i| {
+                tokio::spawn(observe(
+                    Arc::clone(&s),
+                    r.clone(),
+                    d.clone(),
+                    up.id.clone(),
+                    i,
+                ))
             })
-        })
-        .collect();
-    let mut digests = Vec::new();
-    for t in tasks {
-        digests.push(t.await.expect("task").expect("concurrent put"));
-    }
-    let listed = all_tags(&*s, &r).await.expect("known");
-    let expected: Vec<String> = (0..16).map(|i| format!("t{i:02}")).collect();
-    assert_eq!(listed, expected);
-    for (i, d) in digests.into_iter().enumerate() {
-        let at = digest_at(&*s, &r, &by_tag(&format!("t{i:02}"))).await;
-        assert_eq!(at, Some(d));
+            .collect();
+        let racers: Vec<_> = (0..8)
+            .map(|_| {
+                let (s, r, d, id) = (Arc::clone(&s), r.clone(), d.clone(), up.id.clone());
+                tokio::spawn(async move { s.complete_upload(&r, &d, 9, &id).await })
+            })
+            .collect();
+        let mut won = 0;
+        for t in racers {
+            won += usize::from(t.await.expect("task").expect("complete"));
+        }
+        assert_eq!(won, 1, "round {n}: one completion wins");
+        for t in readers {
+            t.await.expect("reader");
+        }
+        assert!(s.unlink_blob(&r, &d).await.expect("unlink"), "round {n}");
     }
 }
 
-/// 16 concurrent pushes of the same manifest and tag all succeed and leave one manifest.
-pub async fn concurrent_identical_puts_are_idempotent<F: Fixture>(f: F) {
-    let s = f.store();
-    let r = repo("suite/same");
-    let blobs = link(&*s, &r, &["layer"]).await;
-    let m = image("same", &blobs);
-    let tasks: Vec<_> = (0..16)
-        .map(|_| {
-            let (s, r, m) = (Arc::clone(&s), r.clone(), m.clone());
-            tokio::spawn(async move { s.put_manifest(&r, &m, &[tag("latest")]).await })
-        })
-        .collect();
-    for t in tasks {
-        t.await.expect("task").expect("concurrent identical put");
-    }
-    assert_eq!(digest_at(&*s, &r, &by_tag("latest")).await, Some(m.digest));
-    assert_eq!(all_tags(&*s, &r).await, Some(vec!["latest".to_string()]));
-}
-
-/// Readers keep reading while writers write; nothing surfaces a lock error.
-pub async fn reads_and_writes_interleave_without_errors<F: Fixture>(f: F) {
-    let s = f.store();
-    let r = repo("suite/mixed");
-    put(&*s, &r, &image("base", &[]), &["latest"]).await;
-    let mut tasks = Vec::new();
-    for w in 0..8 {
-        let (s, r) = (Arc::clone(&s), r.clone());
-        tasks.push(tokio::spawn(async move {
-            for i in 0..20 {
-                let m = image(&format!("w{w}-{i}"), &[]);
-                s.put_manifest(&r, &m, &[tag(&format!("w{w}"))]).await?;
+/// Reads session and link in the order `order` picks until the session is gone, checking that
+/// the first observation implies the second.
+async fn observe(s: Arc<dyn MetaStore>, r: RepoName, d: Digest, id: UploadId, order: usize) {
+    for _ in 0..10_000 {
+        if order == 0 {
+            let open = s.get_upload(&id).await.expect("get").is_some();
+            let linked = s.blob_size(&r, &d).await.expect("size").is_some();
+            assert!(open || linked, "session gone before the blob was linked");
+            if !open {
+                return;
             }
-            Ok::<_, MetaError>(())
-        }));
-    }
-    for _ in 0..8 {
-        let (s, r) = (Arc::clone(&s), r.clone());
-        tasks.push(tokio::spawn(async move {
-            for _ in 0..50 {
-                let got = s.get_manifest(&r, &by_tag("latest")).await?;
-                assert!(got.is_some());
-                s.list_tags(&r, None, 100).await?;
+        } else {
+            let linked = s.blob_size(&r, &d).await.expect("size").is_some();
+            let open = s.get_upload(&id).await.expect("get").is_some();
+            assert!(!(linked && open), "blob linked while the session was open");
+            if linked {
+                return;
             }
-            Ok(())
-        }));
+        }
+        tokio::task::yield_now().await;
     }
-    for t in tasks {
-        t.await
-            .expect("task")
-            .expect("no database error under load");
-    }
-    assert_eq!(all_tags(&*s, &r).await.map(|t| t.len()), Some(9));
 }

@@ -13,6 +13,7 @@ use std::process::Command;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use berth_meta::ops::{Inventory, Outbox};
 use berth_meta::postgres::{PostgresOptions, PostgresStore};
 use berth_meta::suite::Fixture;
 use berth_meta::MetaStore;
@@ -146,6 +147,14 @@ impl PgFixture {
 #[async_trait]
 impl Fixture for PgFixture {
     fn store(&self) -> Arc<dyn MetaStore> {
+        Arc::new(self.store.clone())
+    }
+
+    fn outbox(&self) -> Arc<dyn Outbox> {
+        Arc::new(self.store.clone())
+    }
+
+    fn inventory(&self) -> Arc<dyn Inventory> {
         Arc::new(self.store.clone())
     }
 

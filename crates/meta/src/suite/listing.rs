@@ -1,4 +1,4 @@
-//! Cases: tag listing, the catalog and referrers.
+//! Cases of the [`Listing`](crate::Listing) role: tag pages, the catalog and referrers.
 
 use super::*;
 

@@ -17,7 +17,6 @@ mod health;
 mod kube_secret;
 mod listener;
 mod logging;
-mod metered;
 mod metrics;
 mod migrate_db;
 mod observe;

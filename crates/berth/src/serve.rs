@@ -11,6 +11,7 @@ use berth_meta::MetaStore;
 use berth_notify::{Notifier, NotifierHandle, Urls, WebhookSink};
 use berth_registry::{Registry, RegistryOptions, Sinks};
 use berth_storage::fs::FsBackend;
+use berth_storage::metered::Metered;
 use berth_storage::s3::{S3Backend, S3Options};
 use berth_storage::Backend;
 
@@ -18,7 +19,6 @@ use crate::app;
 use crate::config::{self, ConfigError, DatabaseSettings, Settings, StorageSettings};
 use crate::health::Health;
 use crate::listener::{self, BodyLimits, ConnLimits, ListenError, ListenOptions, Shutdown};
-use crate::metered::Metered;
 use crate::metrics::{EventCounters, Metrics};
 use crate::observe::Observe;
 use crate::purge;

@@ -24,6 +24,7 @@
 pub mod fs;
 pub mod layout;
 mod locks;
+pub mod metered;
 #[cfg(feature = "s3")]
 pub mod s3;
 #[cfg(feature = "seaweedfs")]

@@ -79,7 +79,7 @@ impl SeaweedFs {
     pub fn options(&self, bucket: &str) -> S3Options {
         let mut o = S3Options::new(bucket);
         o.region_endpoint = Some(self.endpoint());
-        o.region = Some("us-east-1".into());
+        o.region = Some(crate::s3::DEFAULT_REGION.into());
         o.force_path_style = true;
         o.access_key = Some(ACCESS_KEY.into());
         o.secret_key = Some(SECRET_KEY.into());

@@ -124,7 +124,7 @@ pub enum StorageSettings {
         root: PathBuf,
     },
     /// S3-compatible object storage (the storage crate's options, checked by it).
-    S3(berth_storage::s3::S3Options),
+    S3(Box<berth_storage::s3::S3Options>),
 }
 
 /// `storage.maintenance.uploadpurging` when enabled.

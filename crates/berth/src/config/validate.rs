@@ -261,7 +261,7 @@ fn storage(s: &file::Storage) -> R<StorageSettings> {
             "storage",
             "configure one driver: filesystem or s3, not both",
         )),
-        (_, Some(s3)) => s3_settings(s3).map(StorageSettings::S3),
+        (_, Some(s3)) => s3_settings(s3).map(|o| StorageSettings::S3(Box::new(o))),
         (fs, None) => {
             let root = fs.as_ref().and_then(|f| f.rootdirectory.as_ref());
             Ok(StorageSettings::Filesystem {

@@ -30,8 +30,10 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    /// Installs the global recorder. Fails only if another recorder was installed.
-    pub fn install(inventory: Arc<dyn Inventory>) -> Result<Metrics, String> {
+    /// Installs the global recorder. Fails only if another recorder was installed. Runs before
+    /// anything registers metric handles (the storage wrapper, the event counters): a handle
+    /// made earlier would record into nothing.
+    pub fn install() -> Result<PrometheusHandle, String> {
         let handle = PrometheusBuilder::new()
             .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
             .map_err(|e| e.to_string())?
@@ -39,7 +41,12 @@ impl Metrics {
             .map_err(|e| e.to_string())?;
         metrics::gauge!("berth_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
         describe();
-        Ok(Metrics { handle, inventory })
+        Ok(handle)
+    }
+
+    /// The exposition of the installed recorder, with gauges read from `inventory` at scrape time.
+    pub fn new(handle: PrometheusHandle, inventory: Arc<dyn Inventory>) -> Metrics {
+        Metrics { handle, inventory }
     }
 
     /// Folds recorded histogram samples into their buckets every second. The exporter keeps every

@@ -68,9 +68,10 @@ struct Components {
 /// Runs the registry until a shutdown signal.
 pub async fn serve(settings: Settings) -> Result<(), ServeError> {
     let started = Instant::now();
+    let recorder = Metrics::install().map_err(ServeError::Unsupported)?;
     let c = build_components(&settings).await?;
     let api = crate::access::api_options(&settings)?;
-    let metrics = Metrics::install(c.inventory.clone()).map_err(ServeError::Unsupported)?;
+    let metrics = Metrics::new(recorder, c.inventory.clone());
     metrics.spawn_upkeep();
     let mut sinks = Sinks::default();
     sinks.push(Arc::new(berth_api::AuditLog));

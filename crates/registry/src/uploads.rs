@@ -15,9 +15,10 @@
 //! * an append starts at the size storage reports and storage refuses any other offset
 //!   (`OffsetMismatch`, answered 416), so of two racing appends one wins whole;
 //! * the saved hash state must cover exactly the bytes storage holds, else the append is refused;
-//! * after a commit the blob's size is checked against the bytes that were hashed, so an append
-//!   that slipped in between verification and commit fails the completion instead of linking a
-//!   blob whose bytes are not its digest's;
+//! * a commit names the size that was verified and storage checks it under its lock
+//!   ([`berth_storage::UploadStore::upload_commit`]), so an append that slipped in between
+//!   verification and commit fails the completion and never puts unverified bytes at a blob's
+//!   key;
 //! * completing links the blob and closes the session in one metadata transaction
 //!   ([`berth_meta::UploadSessions::complete_upload`]); of two racing completions, or a
 //!   completion racing a cancel, only one takes effect and the other answers "upload unknown".
@@ -314,25 +315,18 @@ impl Registry {
             self.abort_storage(id).await;
             return Ok(());
         }
-        match self.storage.upload_commit(id, &key).await {
-            Err(StorageError::NotFound) => return Err(RegistryError::UploadUnknown),
-            other => other?,
-        }
-        self.check_committed(&key, digest, size).await
-    }
-
-    /// The committed blob holds exactly the `size` bytes that were verified: a concurrent append
-    /// between verification and commit (storage serialises the two, it cannot order them) fails
-    /// the completion here, before anything is linked.
-    async fn check_committed(&self, key: &layout::Key, digest: &Digest, size: u64) -> Result<()> {
-        match self.storage.stat(key).await? {
-            Some(stored) if stored == size => Ok(()),
-            stored => {
-                tracing::warn!(%digest, size, ?stored, "upload changed while it was being completed; blob not linked");
+        match self.storage.upload_commit(id, &key, size).await {
+            Ok(()) => Ok(()),
+            Err(StorageError::NotFound) => Err(RegistryError::UploadUnknown),
+            // An append slipped in between verification and commit: storage refused to put
+            // bytes that were not verified at the blob's key.
+            Err(StorageError::OffsetMismatch { current, .. }) => {
+                tracing::warn!(%digest, size, current, "upload changed while it was being completed; not committed");
                 Err(RegistryError::UploadInvalid(
                     "the upload changed while it was being completed; start a new upload".into(),
                 ))
             }
+            Err(e) => Err(e.into()),
         }
     }
 

@@ -245,10 +245,31 @@ fn write_atomic(root: &Path, dest: &Path, data: &[u8]) -> io::Result<()> {
 
 /// `upload_commit`: fsync the upload, rename it onto `dest`, fsync `dest`'s directory, drop the
 /// upload directory. `Ok(false)` when the upload does not exist.
-fn commit_upload(root: &Path, upload_dir: &Path, src: &Path, dest: &Path) -> io::Result<bool> {
+/// How [`commit_upload`] ended.
+enum Commit {
+    Done,
+    /// No such upload.
+    Missing,
+    /// The upload holds this many bytes, not the size asked for; nothing was moved.
+    Size(u64),
+}
+
+fn commit_upload(
+    root: &Path,
+    upload_dir: &Path,
+    src: &Path,
+    dest: &Path,
+    size: u64,
+) -> io::Result<Commit> {
     match File::open(src) {
-        Ok(f) => f.sync_all()?,
-        Err(e) if is_absent(&e) => return Ok(false),
+        Ok(f) => {
+            let held = f.metadata()?.len();
+            if held != size {
+                return Ok(Commit::Size(held));
+            }
+            f.sync_all()?
+        }
+        Err(e) if is_absent(&e) => return Ok(Commit::Missing),
         Err(e) => return Err(e),
     }
     let dir = parent_of(dest)?;
@@ -260,7 +281,7 @@ fn commit_upload(root: &Path, upload_dir: &Path, src: &Path, dest: &Path) -> io:
         }
         _ => {}
     }
-    Ok(true)
+    Ok(Commit::Done)
 }
 
 /// Removes the now-empty directories above `path`, stopping at the layout's prefix roots.
@@ -459,17 +480,24 @@ impl UploadStore for FsBackend {
         read_file(self.upload_paths(id).1, None).await
     }
 
-    async fn upload_commit(&self, id: &UploadId, dest: &Key) -> Result<()> {
+    async fn upload_commit(&self, id: &UploadId, dest: &Key, size: u64) -> Result<()> {
         let guard = self.locks.lock(id).await;
         let root = self.root.clone();
         let (dir, src) = self.upload_paths(id);
         let dest = self.path(dest);
         let committed = blocking(move || {
             let _guard = guard;
-            commit_upload(&root, &dir, &src, &dest)
+            commit_upload(&root, &dir, &src, &dest, size)
         })
         .await?;
-        committed.then_some(()).ok_or(StorageError::NotFound)
+        match committed {
+            Commit::Done => Ok(()),
+            Commit::Missing => Err(StorageError::NotFound),
+            Commit::Size(current) => Err(StorageError::OffsetMismatch {
+                current,
+                requested: size,
+            }),
+        }
     }
 
     async fn upload_abort(&self, id: &UploadId) -> Result<bool> {
@@ -700,7 +728,7 @@ mod tests {
             let append = t.elapsed();
             let key = crate::suite::key_of(&[round]);
             let t = std::time::Instant::now();
-            b.upload_commit(&id, &key).await.expect("commit");
+            b.upload_commit(&id, &key, n).await.expect("commit");
             eprintln!(
                 "round {round}: append {:.2} GB/s, commit (fsync 1 GiB) {:?}",
                 n as f64 / append.as_secs_f64() / 1e9,

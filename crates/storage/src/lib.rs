@@ -134,8 +134,11 @@ pub trait UploadStore: Send + Sync {
 
     /// Makes the upload's bytes the object at `dest`, atomically and durably, and removes the
     /// upload; an object already at `dest` is replaced. Readers never see a partial object at
-    /// `dest`. `NotFound` for an unknown upload.
-    async fn upload_commit(&self, id: &UploadId, dest: &Key) -> Result<()>;
+    /// `dest`. Only an upload of exactly `size` bytes (the bytes the caller verified) is
+    /// committed, checked under the upload's lock: any other size is `OffsetMismatch` (with the
+    /// upload's size as `current`) and nothing is written, so an append that races a commit can
+    /// never put unverified bytes at a content-addressed key. `NotFound` for an unknown upload.
+    async fn upload_commit(&self, id: &UploadId, dest: &Key, size: u64) -> Result<()>;
 
     /// Discards the upload. `Ok(false)` when it did not exist.
     async fn upload_abort(&self, id: &UploadId) -> Result<bool>;

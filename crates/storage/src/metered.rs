@@ -136,8 +136,8 @@ impl UploadStore for Metered {
         self.timed(Op::UploadRead, self.inner.upload_read(id)).await
     }
 
-    async fn upload_commit(&self, id: &UploadId, dest: &Key) -> Result<()> {
-        self.timed(Op::UploadCommit, self.inner.upload_commit(id, dest))
+    async fn upload_commit(&self, id: &UploadId, dest: &Key, size: u64) -> Result<()> {
+        self.timed(Op::UploadCommit, self.inner.upload_commit(id, dest, size))
             .await
     }
 

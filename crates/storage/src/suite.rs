@@ -69,6 +69,7 @@ macro_rules! backend_suite {
             ranged_reads, list_in_lexical_order, list_shows_only_committed_keys,
             upload_lifecycle, upload_read_streams_received_bytes, upload_abort_discards,
             unknown_upload, duplicate_create_fails, append_at_wrong_offset_writes_nothing,
+            commit_of_another_size_writes_nothing,
             append_many_small_chunks, failing_input_keeps_prefix_and_resumes,
             commit_replaces_existing_object, concurrent_appends_one_wins,
             large_upload_random_chunks,
@@ -216,7 +217,7 @@ async fn upload<B: Backend>(b: &B, id: &UploadId, data: &[u8], dest: &Key) {
         .await
         .expect("append");
     assert_eq!(n, data.len() as u64);
-    b.upload_commit(id, dest).await.expect("commit");
+    b.upload_commit(id, dest, n).await.expect("commit");
 }
 
 fn range(start: u64, end: Option<u64>) -> Option<ByteRange> {
@@ -378,7 +379,7 @@ pub async fn upload_lifecycle<B: Backend>(b: &B) {
     assert_eq!(n3, n2);
     let whole = [first, second].concat();
     let dest = key_of(&whole);
-    b.upload_commit(&id, &dest).await.expect("commit");
+    b.upload_commit(&id, &dest, n3).await.expect("commit");
     assert_eq!(read_all(b, &dest, None).await, whole);
     assert_eq!(b.upload_size(&id).await.expect("size"), None);
     let again = b.upload_append(&id, n3, one_chunk(b"x")).await;
@@ -387,7 +388,7 @@ pub async fn upload_lifecycle<B: Backend>(b: &B) {
         "append after commit"
     );
     assert!(matches!(
-        b.upload_commit(&id, &dest).await,
+        b.upload_commit(&id, &dest, 0).await,
         Err(StorageError::NotFound)
     ));
     assert!(!b.upload_abort(&id).await.expect("abort after commit"));
@@ -440,7 +441,7 @@ pub async fn unknown_upload<B: Backend>(b: &B) {
     let dest = key_of(b"nothing");
     assert_eq!(b.upload_size(&id).await.expect("size"), None);
     assert!(matches!(
-        b.upload_commit(&id, &dest).await,
+        b.upload_commit(&id, &dest, 0).await,
         Err(StorageError::NotFound)
     ));
     let append = b.upload_append(&id, 0, one_chunk(b"x")).await;
@@ -458,6 +459,33 @@ pub async fn duplicate_create_fails<B: Backend>(b: &B) {
         .expect("append");
     assert!(b.upload_create(&id).await.is_err());
     assert_eq!(b.upload_size(&id).await.expect("size"), Some(4));
+}
+
+/// A commit names the size the caller verified: any other size is refused under the upload's
+/// lock, nothing appears at the destination, and the upload stays as it was.
+pub async fn commit_of_another_size_writes_nothing<B: Backend>(b: &B) {
+    let id = Rng::new(11).upload_id();
+    let data = b"verified bytes".to_vec();
+    let len = data.len() as u64;
+    b.upload_create(&id).await.expect("create");
+    b.upload_append(&id, 0, one_chunk(&data))
+        .await
+        .expect("append");
+    let dest = key_of(&data);
+    for asked in [0, len - 1, len + 1] {
+        let got = b.upload_commit(&id, &dest, asked).await;
+        let ok = matches!(got, Err(StorageError::OffsetMismatch { current, requested })
+            if current == len && requested == asked);
+        assert!(ok, "commit of {asked} bytes: {got:?}");
+        assert_eq!(
+            b.stat(&dest).await.expect("stat"),
+            None,
+            "nothing committed"
+        );
+    }
+    assert_eq!(b.upload_size(&id).await.expect("size"), Some(len));
+    b.upload_commit(&id, &dest, len).await.expect("commit");
+    assert!(read_all(b, &dest, None).await == data);
 }
 
 /// An append at another offset than the size is refused and writes nothing.
@@ -486,7 +514,9 @@ pub async fn append_at_wrong_offset_writes_nothing<B: Backend>(b: &B) {
     }
     assert_eq!(b.upload_size(&id).await.expect("size"), Some(len));
     let dest = key_of(&data);
-    b.upload_commit(&id, &dest).await.expect("commit");
+    b.upload_commit(&id, &dest, data.len() as u64)
+        .await
+        .expect("commit");
     assert!(read_all(b, &dest, None).await == data);
 }
 
@@ -516,7 +546,7 @@ pub async fn append_many_small_chunks<B: Backend>(b: &B) {
     }
     assert_eq!(size, whole.len() as u64);
     let dest = key_of(&whole);
-    b.upload_commit(&id, &dest).await.expect("commit");
+    b.upload_commit(&id, &dest, size).await.expect("commit");
     assert!(read_all(b, &dest, None).await == whole);
 }
 
@@ -553,7 +583,9 @@ pub async fn failing_input_keeps_prefix_and_resumes<B: Backend>(b: &B) {
         .expect("resume");
     assert_eq!(end, data.len() as u64);
     let dest = key_of(&data);
-    b.upload_commit(&id, &dest).await.expect("commit");
+    b.upload_commit(&id, &dest, data.len() as u64)
+        .await
+        .expect("commit");
     assert!(read_all(b, &dest, None).await == data);
 }
 
@@ -604,7 +636,9 @@ pub async fn concurrent_appends_one_wins<B: Backend>(b: &B) {
         Some(want.len() as u64)
     );
     let dest = key_of(&want);
-    b.upload_commit(&id, &dest).await.expect("commit");
+    b.upload_commit(&id, &dest, want.len() as u64)
+        .await
+        .expect("commit");
     assert!(
         read_all(b, &dest, None).await == want,
         "appends interleaved"
@@ -642,7 +676,7 @@ pub async fn large_upload_random_chunks<B: Backend>(b: &B) {
     }
     assert_eq!(size, TOTAL as u64);
     let dest = layout::blob(&digest);
-    b.upload_commit(&id, &dest).await.expect("commit");
+    b.upload_commit(&id, &dest, size).await.expect("commit");
     assert_eq!(b.stat(&dest).await.expect("stat"), Some(TOTAL as u64));
     let (got, len) = hash_stream(b.read(&dest, None).await.expect("read")).await;
     assert_eq!((got, len), (digest, TOTAL as u64));

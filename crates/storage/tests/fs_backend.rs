@@ -89,7 +89,8 @@ async fn put_and_commit_leave_no_temp_or_upload_files() {
         b.upload_append(&id(n), 0, frames(&data))
             .await
             .expect("append");
-        b.upload_commit(&id(n), &key).await.expect("commit");
+        let size = data.len() as u64;
+        b.upload_commit(&id(n), &key, size).await.expect("commit");
         want.push(key.to_string());
     }
     want.sort();
@@ -118,7 +119,8 @@ async fn upload_bytes_reach_the_blob_key_only_at_commit() {
     );
     assert!(!blob_path.exists(), "nothing at the blob key before commit");
     assert_eq!(b.stat(&key).await.expect("stat"), None);
-    b.upload_commit(&id(1), &key).await.expect("commit");
+    let size = data.len() as u64;
+    b.upload_commit(&id(1), &key, size).await.expect("commit");
     assert!(!upload_path.exists());
     assert!(std::fs::read(&blob_path).expect("blob file") == data);
 }
@@ -168,7 +170,9 @@ async fn crash_leftovers_are_never_listed_and_uploads_resume() {
         .expect("resume");
     let whole = [bytes(5000, 1), rest].concat();
     let key = layout::blob(&Digest::sha256_of(&whole));
-    b.upload_commit(&id(1), &key).await.expect("commit");
+    b.upload_commit(&id(1), &key, whole.len() as u64)
+        .await
+        .expect("commit");
     let mut want = vec![kept_key, key];
     want.sort();
     assert_eq!(b.list(layout::BLOBS).await.expect("list"), want);
@@ -258,7 +262,7 @@ async fn puts_commits_deletes_and_lists_race_in_one_directory() {
                     b.upload_append(&up, 0, frames(b"xy"))
                         .await
                         .expect("append");
-                    b.upload_commit(&up, &key).await.expect("commit");
+                    b.upload_commit(&up, &key, 2).await.expect("commit");
                 }
                 assert!(b.stat(&key).await.expect("stat").is_some());
                 assert!(b.delete(&key).await.expect("delete"));

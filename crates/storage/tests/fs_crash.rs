@@ -70,7 +70,9 @@ async fn crash_child_writer() {
         let stream = Box::pin(futures::stream::iter(frames));
         b.upload_append(&id, 0, stream).await.expect("append");
         let key = layout::blob(&Digest::sha256_of(&data));
-        b.upload_commit(&id, &key).await.expect("commit");
+        b.upload_commit(&id, &key, len as u64)
+            .await
+            .expect("commit");
         let small = pool.slice(at..at + len / 2);
         let key = layout::blob(&Digest::sha256_of(&small));
         b.put(&key, small).await.expect("put");

@@ -103,7 +103,10 @@ async fn session_continues_on_another_instance(a: &S3Backend, b: &S3Backend) {
         None,
         "visible before commit"
     );
-    b.upload_commit(&id, &dest).await.expect("commit on b");
+    let size = data.len() as u64;
+    b.upload_commit(&id, &dest, size)
+        .await
+        .expect("commit on b");
     assert!(read_all(a, &dest, None).await == data);
     assert!(session_objects(a, &id).await.is_empty());
     assert_eq!(a.upload_size(&id).await.expect("size"), None);
@@ -139,7 +142,8 @@ async fn concurrent_appends_on_two_instances_one_wins(a: &S3Backend, b: &S3Backe
     // one part object (the winner's) and the state: the loser cleaned up its part
     assert_eq!(session_objects(a, &id).await.len(), 2);
     let dest = suite::key_of(&want);
-    a.upload_commit(&id, &dest).await.expect("commit");
+    let size = want.len() as u64;
+    a.upload_commit(&id, &dest, size).await.expect("commit");
     assert!(
         read_all(b, &dest, None).await == want,
         "appends interleaved"
@@ -162,7 +166,7 @@ async fn multipart_assembly_of_many_parts(a: &S3Backend) {
     // six part objects plus the state
     assert_eq!(session_objects(a, &id).await.len(), 7);
     let dest = layout::blob(&digest);
-    a.upload_commit(&id, &dest).await.expect("commit");
+    a.upload_commit(&id, &dest, n).await.expect("commit");
     assert_eq!(a.stat(&dest).await.expect("stat"), Some(data.len() as u64));
     assert!(read_all(a, &dest, None).await == data);
     assert!(session_objects(a, &id).await.is_empty());
@@ -189,7 +193,7 @@ async fn failed_commit_aborts_its_multipart_and_abort_cleans_up(a: &S3Backend, b
         .expect("part 2");
     assert!(b.delete(part).await.expect("delete part behind its back"));
     let dest = suite::key_of(&data);
-    let got = a.upload_commit(&id, &dest).await;
+    let got = a.upload_commit(&id, &dest, data.len() as u64).await;
     assert!(matches!(got, Err(StorageError::Backend(_))), "{got:?}");
     assert_eq!(a.stat(&dest).await.expect("stat"), None);
     assert!(a
@@ -213,7 +217,7 @@ async fn ranged_reads_across_parts(a: &S3Backend) {
     a.upload_create(&id).await.expect("create");
     append(a, &id, 0, &data).await;
     let key = suite::key_of(&data);
-    a.upload_commit(&id, &key).await.expect("commit");
+    a.upload_commit(&id, &key, size).await.expect("commit");
     let range = |start: u64, end: Option<u64>| Some(ByteRange { start, end });
     let p = PART as u64;
     for (start, end) in [
@@ -420,7 +424,7 @@ async fn outage_mid_upload_fails_cleanly_then_recovers() {
     let end = append(&b, &id, saved, &data[saved as usize..]).await;
     assert_eq!(end, data.len() as u64);
     let dest = suite::key_of(&data);
-    b.upload_commit(&id, &dest)
+    b.upload_commit(&id, &dest, data.len() as u64)
         .await
         .expect("commit after restart");
     assert!(read_all(&b, &dest, None).await == data);

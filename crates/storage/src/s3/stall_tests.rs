@@ -130,7 +130,7 @@ async fn a_stalled_endpoint_fails_small_requests_within_the_limit() {
     let t = Instant::now();
     assert_timed_out("upload_size", t, b.upload_size(&id).await);
     let t = Instant::now();
-    assert_timed_out("upload_commit", t, b.upload_commit(&id, &key).await);
+    assert_timed_out("upload_commit", t, b.upload_commit(&id, &key, 0).await);
     let t = Instant::now();
     let data = crate::suite::one_chunk(b"abc");
     assert_timed_out("upload_append", t, b.upload_append(&id, 0, data).await);

@@ -409,9 +409,16 @@ impl UploadStore for S3Backend {
         Ok(Box::pin(part_bytes.chain(tail)))
     }
 
-    async fn upload_commit(&self, id: &UploadId, dest: &Key) -> Result<()> {
+    async fn upload_commit(&self, id: &UploadId, dest: &Key, size: u64) -> Result<()> {
         let _guard = self.locks.lock(id).await;
         let mut loaded = self.load(id).await?;
+        let held = loaded.state.size();
+        if held != size {
+            return Err(StorageError::OffsetMismatch {
+                current: held,
+                requested: size,
+            });
+        }
         if let Some(stale) = loaded.state.commit.take() {
             self.abort_pending(&stale).await;
         }
@@ -491,7 +498,8 @@ mod tests {
             crash_during_commit(&b, &id, &dest).await;
             assert_eq!(b.pending_multipart_uploads().await.expect("list").len(), 1);
             if retry_commit {
-                b.upload_commit(&id, &dest_key).await.expect("commit");
+                let size = data.len() as u64;
+                b.upload_commit(&id, &dest_key, size).await.expect("commit");
                 assert_eq!(
                     b.stat(&dest_key).await.expect("stat"),
                     Some(data.len() as u64)

@@ -1,8 +1,8 @@
 //! The registry domain: every OCI Distribution operation, independent of HTTP.
 //!
 //! Design decision: handlers call the registry; the registry never calls handlers. [`Registry`]
-//! holds a blob [`Backend`] and a [`MetaStore`] and nothing else; it knows digests, repositories and
-//! tags, not status codes or headers. Its errors ([`RegistryError`]) carry an OCI [`ErrorCode`] so the
+//! holds a blob [`Backend`], a [`MetaStore`] and the [`EventSink`]s it tells of what it did; it
+//! knows digests, repositories and tags, not status codes or headers. Its errors ([`RegistryError`]) carry an OCI [`ErrorCode`] so the
 //! API layer maps them without knowing the cases.
 //!
 //! Invariants it keeps:

@@ -440,6 +440,26 @@ mod tests {
         }))
     }
 
+    impl Setup {
+        /// A new session of the test repository holding `bytes`.
+        async fn session(&self, bytes: &'static [u8]) -> UploadId {
+            let id = self
+                .reg
+                .start_upload(&self.repo, Algorithm::Sha256)
+                .await
+                .unwrap()
+                .id;
+            if !bytes.is_empty() {
+                let body = Box::pin(stream::iter([Ok(Bytes::from_static(bytes))]));
+                self.reg
+                    .patch_upload(&self.repo, &id, Some(0), body)
+                    .await
+                    .unwrap();
+            }
+            id
+        }
+    }
+
     async fn collect(s: ByteStream) -> Vec<u8> {
         let chunks: Vec<_> = s.collect().await;
         chunks
@@ -454,12 +474,7 @@ mod tests {
     async fn concurrent_patches_to_one_session_never_interleave() {
         const BLOCK: usize = 256 << 10;
         let s = setup();
-        let id = s
-            .reg
-            .start_upload(&s.repo, Algorithm::Sha256)
-            .await
-            .unwrap()
-            .id;
+        let id = s.session(b"").await;
         let tasks: Vec<_> = (1..=8u8)
             .map(|byte| {
                 let (reg, repo, id) = (Arc::clone(&s.reg), s.repo.clone(), id.clone());
@@ -504,17 +519,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn a_patch_slipping_into_a_completion_fails_it_and_links_nothing() {
         let s = setup();
-        let id = s
-            .reg
-            .start_upload(&s.repo, Algorithm::Sha256)
-            .await
-            .unwrap()
-            .id;
-        let first = Box::pin(stream::iter([Ok(Bytes::from_static(b"abc"))]));
-        s.reg
-            .patch_upload(&s.repo, &id, Some(0), first)
-            .await
-            .unwrap();
+        let id = s.session(b"abc").await;
         let digest = Digest::sha256_of(b"abc");
         let finish = {
             let (reg, repo, id, d) = (
@@ -543,22 +548,17 @@ mod tests {
             "{finished:?}"
         );
         assert_eq!(s.meta.blob_size(&s.repo, &digest).await.unwrap(), None);
+        assert_eq!(
+            s.storage.stat(&layout::blob(&digest)).await.unwrap(),
+            None,
+            "storage refused to commit bytes that were not verified"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn racing_completions_link_once_and_close_the_session() {
         let s = setup();
-        let id = s
-            .reg
-            .start_upload(&s.repo, Algorithm::Sha256)
-            .await
-            .unwrap()
-            .id;
-        let body = Box::pin(stream::iter([Ok(Bytes::from_static(b"payload"))]));
-        s.reg
-            .patch_upload(&s.repo, &id, Some(0), body)
-            .await
-            .unwrap();
+        let id = s.session(b"payload").await;
         let digest = Digest::sha256_of(b"payload");
         let tasks: Vec<_> = (0..4)
             .map(|_| {

@@ -62,22 +62,6 @@ async fn session(r: &Reg, repo: &str, query: &str) -> String {
     resp.header("location").expect("Location").to_string()
 }
 
-/// Monolithic upload of `data` by its `alg` digest.
-async fn push_blob_as(r: &Reg, repo: &str, data: &[u8], alg: Algorithm) -> Digest {
-    let d = Digest::of(alg, data);
-    let resp = r
-        .req(
-            "POST",
-            &format!("/v2/{repo}/blobs/uploads/?digest={d}"),
-            &[("content-length", &data.len().to_string())],
-            data.to_vec(),
-        )
-        .await;
-    resp.assert_status(201);
-    assert_eq!(resp.header("docker-content-digest"), Some(d.as_str()));
-    d
-}
-
 /// Every `OCI-Tag` value, comma-separated lists split (RFC 9110 §5.3).
 fn oci_tags(resp: &Resp) -> Vec<String> {
     resp.headers
@@ -317,7 +301,7 @@ async fn sha512_blobs_by_every_push_method() {
     let r = Reg::new();
     let sha512 = Algorithm::Sha512;
     // single POST
-    let mono = push_blob_as(&r, "app", b"monolithic sha512", sha512).await;
+    let mono = r.push_blob_by("app", b"monolithic sha512", sha512).await;
     // POST then PUT, the session hashing sha512 from the start
     let data = b"post then put in sha512".to_vec();
     let d = Digest::of(sha512, &data);
@@ -419,8 +403,8 @@ async fn sha512_blobs_by_every_push_method() {
 /// An image manifest in `repo` whose config and layer are sha512 blobs; (bytes, sha512 digest).
 async fn sha512_image(r: &Reg, repo: &str, layer: &[u8]) -> (Vec<u8>, Digest) {
     let config = br#"{"architecture":"arm64","os":"linux"}"#;
-    let c = push_blob_as(r, repo, config, Algorithm::Sha512).await;
-    let l = push_blob_as(r, repo, layer, Algorithm::Sha512).await;
+    let c = r.push_blob_by(repo, config, Algorithm::Sha512).await;
+    let l = r.push_blob_by(repo, layer, Algorithm::Sha512).await;
     let m = image_manifest(&c, config.len(), &[(&l, layer.len())], None);
     let d = Digest::of(Algorithm::Sha512, &m);
     (m, d)
@@ -493,8 +477,8 @@ async fn sha512_subjects_have_referrers() {
     r.put_manifest("app", subject.as_str(), OCI_MANIFEST, &m)
         .await
         .assert_status(201);
-    let empty = push_blob_as(&r, "app", b"{}", Algorithm::Sha512).await;
-    let sig = push_blob_as(&r, "app", b"signature", Algorithm::Sha512).await;
+    let empty = r.push_blob_by("app", b"{}", Algorithm::Sha512).await;
+    let sig = r.push_blob_by("app", b"signature", Algorithm::Sha512).await;
     let art = artifact_manifest(
         &empty,
         "application/vnd.example.sig",

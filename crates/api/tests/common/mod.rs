@@ -9,7 +9,7 @@ use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode};
 use axum::Router;
 use berth_meta::sqlite::{SqliteOptions, SqliteStore};
-use berth_oci::Digest;
+use berth_oci::{Algorithm, Digest};
 use berth_registry::{Registry, RegistryOptions};
 use berth_storage::fs::FsBackend;
 use bytes::Bytes;
@@ -143,7 +143,12 @@ impl Reg {
 
     /// Monolithic upload of `data` into `repo`; returns its digest.
     pub async fn push_blob(&self, repo: &str, data: &[u8]) -> Digest {
-        let d = Digest::sha256_of(data);
+        self.push_blob_by(repo, data, Algorithm::Sha256).await
+    }
+
+    /// Monolithic upload of `data` by its `alg` digest; the answer names that digest.
+    pub async fn push_blob_by(&self, repo: &str, data: &[u8], alg: Algorithm) -> Digest {
+        let d = Digest::of(alg, data);
         let r = self
             .req(
                 "POST",
@@ -153,6 +158,7 @@ impl Reg {
             )
             .await;
         r.assert_status(201);
+        assert_eq!(r.header("docker-content-digest"), Some(d.as_str()));
         d
     }
 
